@@ -1,0 +1,141 @@
+// AVX2 + FMA W4 kernels (compiled with -mavx2 -mfma -mf16c -mbmi2; selected at run time).
+// Layout and the masking trick: see kernels/w4.h. A k-block is 8 consecutive code words = 8 rows
+// x 8 k; row r of the block is  cvt(words & (0xF << 4r)),  a vector along k.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels/cpu/w4_kernels.h"
+
+namespace awq::detail {
+namespace {
+
+alignas(32) constexpr uint32_t kMasks[8][8] = {
+#define AWQ_MASK_ROW(r) {0xFu << (4 * r), 0xFu << (4 * r), 0xFu << (4 * r), 0xFu << (4 * r), \
+                         0xFu << (4 * r), 0xFu << (4 * r), 0xFu << (4 * r), 0xFu << (4 * r)}
+    AWQ_MASK_ROW(0), AWQ_MASK_ROW(1), AWQ_MASK_ROW(2), AWQ_MASK_ROW(3),
+    AWQ_MASK_ROW(4), AWQ_MASK_ROW(5), AWQ_MASK_ROW(6), AWQ_MASK_ROW(7)};
+#undef AWQ_MASK_ROW
+
+inline __m256i mask(int r) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(kMasks[r])); }
+
+// out[r] = horizontal sum of v[r], r < RP.
+template <int RP>
+inline void reduce_rows(const __m256* v, float* out) {
+  if constexpr (RP == 8) {
+    const __m256 b0 = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+    const __m256 b1 = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+    _mm256_storeu_ps(out, _mm256_add_ps(_mm256_permute2f128_ps(b0, b1, 0x20),
+                                        _mm256_permute2f128_ps(b0, b1, 0x31)));
+  } else if constexpr (RP == 4) {
+    const __m256 b = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(b), _mm256_extractf128_ps(b, 1)));
+  } else {
+    for (int r = 0; r < RP; ++r) {
+      const __m128 h = _mm_add_ps(_mm256_castps256_ps128(v[r]), _mm256_extractf128_ps(v[r], 1));
+      const __m128 s = _mm_hadd_ps(h, h);
+      out[r] = _mm_cvtss_f32(_mm_hadd_ps(s, s));
+    }
+  }
+}
+
+// fin[m][0..8) += rows of tile t for MC rows of x (x rows m0 .. m0+MC). RP rows of the tile per
+// pass keep MC*RP accumulators in registers.
+template <int MC, int RP>
+void decode_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, float (*fin)[8]) {
+  const int nb = w.group_len / 8;
+  const float* xr[MC];
+  for (int m = 0; m < MC; ++m) xr[m] = a.x + (size_t)(m0 + m) * a.ldx;
+  for (int g = 0; g < w.n_groups; ++g) {
+    const uint32_t* blk = w.group_block(t, g);
+    const float* sf = reinterpret_cast<const float*>(blk + w.group_len);
+    const float* zs = sf + 8;
+    const size_t k0 = (size_t)g * w.group_len;
+    for (int r0 = 0; r0 < 8; r0 += RP) {
+      __m256 acc[MC][RP];
+#pragma GCC unroll 8
+      for (int m = 0; m < MC; ++m)
+#pragma GCC unroll 8
+        for (int r = 0; r < RP; ++r) acc[m][r] = _mm256_setzero_ps();
+      for (int b = 0; b < nb; ++b) {
+        const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(blk + 8 * b));
+        __m256 xv[MC];
+#pragma GCC unroll 8
+        for (int m = 0; m < MC; ++m) xv[m] = _mm256_loadu_ps(xr[m] + k0 + 8 * b);
+#pragma GCC unroll 8
+        for (int r = 0; r < RP; ++r) {
+          const __m256 q = _mm256_cvtepi32_ps(_mm256_and_si256(v, mask(r0 + r)));
+#pragma GCC unroll 8
+          for (int m = 0; m < MC; ++m) acc[m][r] = _mm256_fmadd_ps(q, xv[m], acc[m][r]);
+        }
+      }
+      for (int m = 0; m < MC; ++m) {
+        float sums[RP];
+        reduce_rows<RP>(acc[m], sums);
+        const float xs = a.xsum[(size_t)(m0 + m) * w.n_groups + g];
+        for (int r = 0; r < RP; ++r)
+          fin[m][r0 + r] += sums[r] * sf[r0 + r] + zs[r0 + r] * xs;
+      }
+    }
+  }
+}
+
+void decode_avx2(const W4Matrix& w, const W4DecodeArgs& a, int tile_begin, int tile_end) {
+  for (int t = tile_begin; t < tile_end; ++t) {
+    for (int m0 = 0; m0 < a.M;) {
+      float fin[4][8] = {};
+      const int rem = a.M - m0;
+      int mc;
+      if (rem >= 4) {
+        decode_tile<4, 2>(w, a, t, m0, fin), mc = 4;
+      } else if (rem == 3) {
+        decode_tile<3, 2>(w, a, t, m0, fin), mc = 3;
+      } else if (rem == 2) {
+        decode_tile<2, 4>(w, a, t, m0, fin), mc = 2;
+      } else {
+        decode_tile<1, 8>(w, a, t, m0, fin), mc = 1;
+      }
+      for (int m = 0; m < mc; ++m) {
+        float* yr = a.y + (size_t)(m0 + m) * a.ldy + 8 * t;
+        for (int i = 0; i < 8; ++i) yr[i] = fin[m][i] + (a.bias ? a.bias[8 * t + i] : 0.0f);
+      }
+      m0 += mc;
+    }
+  }
+}
+
+void dequant_avx2(const W4Matrix& w, int tile_begin, int tile_end, float* out, size_t ldo) {
+  const int nb = w.group_len / 8;
+  for (int t = tile_begin; t < tile_end; ++t) {
+    float* o = out + (size_t)(t - tile_begin) * 8 * ldo;
+    for (int g = 0; g < w.n_groups; ++g) {
+      const uint32_t* blk = w.group_block(t, g);
+      const float* sf = reinterpret_cast<const float*>(blk + w.group_len);
+      const float* zs = sf + 8;
+      const int k0 = g * w.group_len;
+      for (int r = 0; r < 8; ++r) {
+        const __m256 s = _mm256_broadcast_ss(sf + r), zsr = _mm256_broadcast_ss(zs + r);
+        const __m256i m = mask(r);
+        float* orow = o + (size_t)r * ldo;
+        for (int b = 0; b < nb; ++b) {
+          const int k = k0 + 8 * b;
+          const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(blk + 8 * b));
+          const __m256 wv = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v, m)), s, zsr);
+          if (k + 8 <= w.K) {
+            _mm256_storeu_ps(orow + k, wv);
+          } else if (k < w.K) {  // per-channel padding tail
+            alignas(32) float tmp[8];
+            _mm256_store_ps(tmp, wv);
+            std::memcpy(orow + k, tmp, sizeof(float) * (w.K - k));
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+W4Kernels w4_kernels_avx2() { return {Isa::Avx2, decode_avx2, dequant_avx2}; }
+
+}  // namespace awq::detail

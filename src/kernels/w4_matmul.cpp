@@ -1,0 +1,120 @@
+// W4 matmul driver: input preparation, threading, and the two paths.
+//  - decode (M <= w4_decode_max_m()): the weight-streaming kernel of the active ISA; output tiles
+//    split across OpenMP threads, each weight read from memory once for all M rows.
+//  - prefill (larger M): dequantize a block of rows of W to fp32 (all ISAs bit-exact) into a
+//    buffer, then cblas_sgemm (OpenBLAS, its own OpenMP threads) on it.
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+
+#include "kernels/cpu/w4_kernels.h"
+#include "kernels/w4.h"
+
+namespace awq {
+namespace {
+
+// Measured on a 2-core Zen 3 (docs/KERNELS.md): the decode kernel beats dequant + sgemm up to here.
+constexpr int kDefaultDecodeMaxM = 16;
+std::atomic<int> g_decode_max_m{kDefaultDecodeMaxM};
+
+// Bytes of fp32 weights dequantized per prefill block (rows rounded to the 8-row tile).
+constexpr size_t kPrefillBlockBytes = size_t(2) << 20;
+
+using FloatVec = std::vector<float, AlignedAllocator<float>>;
+
+// Threads for a decode call: fewer for tiny matrices, where fork/join costs more than the work.
+int decode_threads(const W4Matrix& w, int M) {
+  const double work = (double)w.N * w.k_padded() * (1.0 + 0.25 * (M - 1));
+  const int by_work = std::max(1, (int)(work / (64.0 * 1024)));
+  return std::max(1, std::min({omp_get_max_threads(), w.n_tiles(), by_work}));
+}
+
+void decode_path(const detail::W4Kernels& kern, const W4Matrix& w, const float* x, int M, float* y,
+                 const float* bias) {
+  const int Kp = w.k_padded();
+  thread_local FloatVec xpad, xsum;
+  const float* xp = x;
+  int ldx = w.K;
+  if (Kp != w.K) {  // per-channel with K % 16 != 0: the kernels read whole k-blocks
+    xpad.assign((size_t)M * Kp, 0.0f);
+    for (int m = 0; m < M; ++m)
+      std::memcpy(xpad.data() + (size_t)m * Kp, x + (size_t)m * w.K, sizeof(float) * w.K);
+    xp = xpad.data();
+    ldx = Kp;
+  }
+  xsum.resize((size_t)M * w.n_groups);
+  const int G = w.group_size;
+  for (int m = 0; m < M; ++m)
+    for (int g = 0; g < w.n_groups; ++g) {
+      const float* xg = x + (size_t)m * w.K + (size_t)g * G;
+      float s = 0.0f;
+      for (int k = 0; k < G; ++k) s += xg[k];
+      xsum[(size_t)m * w.n_groups + g] = s;
+    }
+  const detail::W4DecodeArgs args{xp, ldx, M, xsum.data(), y, w.N, bias};
+  const int T = w.n_tiles();
+  const int nt = decode_threads(w, M);
+  if (nt == 1) {
+    kern.decode(w, args, 0, T);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num(), n = omp_get_num_threads();
+    kern.decode(w, args, (int)((long)T * t / n), (int)((long)T * (t + 1) / n));
+  }
+}
+
+void prefill_path(const detail::W4Kernels& kern, const W4Matrix& w, const float* x, int M,
+                  float* y, const float* bias) {
+  const int Kp = w.k_padded();
+  const int rows = (int)std::clamp<size_t>(kPrefillBlockBytes / (sizeof(float) * Kp) / 8 * 8, 8,
+                                           (size_t)w.N);
+  thread_local FloatVec buf;
+  buf.resize((size_t)rows * Kp);
+  for (int n0 = 0; n0 < w.N; n0 += rows) {
+    const int nb = std::min(rows, w.N - n0);
+    const int t0 = n0 / 8, t1 = (n0 + nb) / 8;
+#pragma omp parallel for schedule(static)
+    for (int t = t0; t < t1; ++t) kern.dequant(w, t, t + 1, buf.data() + (size_t)(t - t0) * 8 * Kp, Kp);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nb, w.K, 1.0f, x, w.K, buf.data(), Kp,
+                0.0f, y + n0, w.N);
+  }
+  if (bias) {
+#pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; ++m)
+      for (int n = 0; n < w.N; ++n) y[(size_t)m * w.N + n] += bias[n];
+  }
+}
+
+}  // namespace
+
+void w4_set_decode_max_m(int m) { g_decode_max_m = m < 0 ? kDefaultDecodeMaxM : m; }
+int w4_decode_max_m() { return g_decode_max_m; }
+
+void w4_matmul_isa(Isa isa, const W4Matrix& w, const float* x, int M, float* y, const float* bias) {
+  if (M <= 0 || w.N <= 0) return;
+  const detail::W4Kernels& kern = detail::w4_kernels(isa);
+  if (M <= g_decode_max_m)
+    decode_path(kern, w, x, M, y, bias);
+  else
+    prefill_path(kern, w, x, M, y, bias);
+}
+
+void w4_matmul(const W4Matrix& w, const float* x, int M, float* y, const float* bias) {
+  w4_matmul_isa(w4_active_isa(), w, x, M, y, bias);
+}
+
+void w4_dequantize_isa(Isa isa, const W4Matrix& w, float* out) {
+  const detail::W4Kernels& kern = detail::w4_kernels(isa);
+  const int T = w.n_tiles();
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < T; ++t) kern.dequant(w, t, t + 1, out + (size_t)t * 8 * w.K, w.K);
+}
+
+void w4_dequantize(const W4Matrix& w, float* out) { w4_dequantize_isa(w4_active_isa(), w, out); }
+
+}  // namespace awq

@@ -1,0 +1,114 @@
+// Validation and repacking of AWQ 4-bit weights into the CPU layout described in w4.h.
+#include <cmath>
+#include <cstring>
+
+#include "core/half.h"
+#include "kernels/w4.h"
+
+namespace awq {
+namespace {
+
+// AutoAWQ packs 8 output columns per int32 in this order: nibble i holds column ORDER[i].
+constexpr int kAwqOrder[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+// Inverse: column r of the 8 sits in nibble kAwqNibbleOf[r].
+constexpr int kAwqNibbleOf[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+static_assert(kAwqOrder[kAwqNibbleOf[3]] == 3 && kAwqOrder[kAwqNibbleOf[6]] == 6);
+
+Expected<int> check_shape(const char* fn, int K, int N, int group_size) {
+  if (K <= 0 || N <= 0)
+    return make_error(fn, ": K and N must be positive, got K=", K, " N=", N);
+  if (N % 8 != 0)
+    return make_error(fn, ": N (output features) must be a multiple of 8, got N=", N,
+                      " (AWQ packs 8 output columns per int32)");
+  int G = group_size == -1 ? K : group_size;
+  if (G <= 0)
+    return make_error(fn, ": group_size must be positive or -1 (per-channel), got ", group_size);
+  if (K % G != 0)
+    return make_error(fn, ": K=", K, " is not a multiple of group_size=", G);
+  if (G != K && G % 16 != 0)
+    return make_error(fn, ": group_size=", G,
+                      " not supported; use a multiple of 16 (32, 64, 128) or -1 (per-channel)");
+  return G;
+}
+
+// q(n, k), z(n, g): codes in [0, 15]; s(n, g): a finite float already rounded to fp16.
+template <class QF, class ZF, class SF>
+W4Matrix build(int K, int N, int G, QF q, ZF z, SF s) {
+  W4Matrix w;
+  w.K = K;
+  w.N = N;
+  w.group_size = G;
+  w.n_groups = K / G;
+  w.group_len = w.n_groups == 1 ? (K + 15) / 16 * 16 : G;
+  w.data.assign((size_t)w.n_tiles() * w.tile_stride(), 0u);
+  const int n_tiles = w.n_tiles();
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < n_tiles; ++t) {
+    for (int g = 0; g < w.n_groups; ++g) {
+      uint32_t* blk = w.data.data() + (size_t)t * w.tile_stride() + (size_t)g * w.group_stride();
+      for (int kk = 0; kk < w.group_len; ++kk) {
+        const int k = g * G + kk;
+        uint32_t word = 0;
+        for (int i = 0; i < 8; ++i) {
+          const uint32_t code = kk < G ? (uint32_t)q(8 * t + i, k) : 0u;  // padding: code 0
+          word |= ((i == 7 ? code ^ 8u : code) & 0xFu) << (4 * i);
+        }
+        blk[kk] = word;
+      }
+      float* sf = reinterpret_cast<float*>(blk + w.group_len);
+      float* zs = sf + 8;
+      for (int i = 0; i < 8; ++i) {
+        const float sc = s(8 * t + i, g);
+        const int zero = (int)z(8 * t + i, g) - (i == 7 ? 8 : 0);
+        sf[i] = std::ldexp(sc, -4 * i);  // exact: power-of-two factor, stays normal
+        zs[i] = -(float)zero * sc;       // exact: small integer times an fp16 value
+      }
+    }
+  }
+  return w;
+}
+
+}  // namespace
+
+Expected<W4Matrix> w4_from_codes(const uint8_t* q, const uint8_t* z, const float* s, int K, int N,
+                                 int group_size) {
+  AWQ_ASSIGN(const int G, check_shape("w4_from_codes", K, N, group_size));
+  const int n_groups = K / G;
+  for (size_t i = 0; i < (size_t)N * K; ++i)
+    if (q[i] > 15)
+      return make_error("w4_from_codes: code q[", i / K, "][", i % K, "] = ", (int)q[i],
+                        " is outside [0, 15]");
+  for (size_t i = 0; i < (size_t)N * n_groups; ++i) {
+    if (z[i] > 15)
+      return make_error("w4_from_codes: zero z[", i / n_groups, "][", i % n_groups,
+                        "] = ", (int)z[i], " is outside [0, 15]");
+    if (!std::isfinite(round_fp16(s[i])))
+      return make_error("w4_from_codes: scale s[", i / n_groups, "][", i % n_groups,
+                        "] = ", s[i], " is not finite in fp16");
+  }
+  return build(
+      K, N, G, [&](int n, int k) { return q[(size_t)n * K + k]; },
+      [&](int n, int g) { return z[(size_t)n * n_groups + g]; },
+      [&](int n, int g) { return round_fp16(s[(size_t)n * n_groups + g]); });
+}
+
+Expected<W4Matrix> w4_from_awq(const int32_t* qweight, const int32_t* qzeros,
+                               const uint16_t* scales_fp16, int K, int N, int group_size) {
+  AWQ_ASSIGN(const int G, check_shape("w4_from_awq", K, N, group_size));
+  const int n_groups = K / G, nw = N / 8;
+  for (size_t i = 0; i < (size_t)n_groups * N; ++i) {
+    const float sc = fp16_to_f32(scales_fp16[i]);
+    if (!std::isfinite(sc))
+      return make_error("w4_from_awq: scales[", i / N, "][", i % N, "] is not finite (fp16 0x",
+                        (int)scales_fp16[i], ")");
+  }
+  auto nibble = [](int32_t word, int n) {
+    return (uint32_t)(((uint32_t)word >> (4 * kAwqNibbleOf[n % 8])) & 0xFu);
+  };
+  return build(
+      K, N, G, [&](int n, int k) { return nibble(qweight[(size_t)k * nw + n / 8], n); },
+      [&](int n, int g) { return nibble(qzeros[(size_t)g * nw + n / 8], n); },
+      [&](int n, int g) { return fp16_to_f32(scales_fp16[(size_t)g * N + n]); });
+}
+
+}  // namespace awq

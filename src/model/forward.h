@@ -1,0 +1,50 @@
+// fp32 forward pass of a Llama-family decoder on the CPU.
+// Activations are row-major [n_tokens][width]; a batch is n_seq independent causal
+// sequences of equal length T laid out one after another (n_tokens = n_seq * T).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "model/weights.h"
+
+namespace awq {
+
+// Inputs of every linear layer of one block, recorded for the AWQ search.
+struct BlockRecord {
+  std::vector<float> attn_in;   // [n_tok][hidden]  normed input of q/k/v
+  std::vector<float> o_in;      // [n_tok][n_heads*head_dim] input of o_proj
+  std::vector<float> mlp_in;    // [n_tok][hidden]  normed input of gate/up
+  std::vector<float> down_in;   // [n_tok][intermediate] input of down_proj
+};
+
+// y[M][out] = x[M][in] · W^T + b  (fp32 sgemm, or the W4 kernels when the layer holds them)
+void linear_forward(const Linear& l, const float* x, int64_t M, float* y);
+
+void rms_norm(const float* x, const float* w, int64_t n_tok, int dim, float eps, float* y);
+
+// Rotary tables for positions [0, n_pos): cos/sin [n_pos][head_dim/2] (HF rotate_half layout).
+struct Rope {
+  int head_dim = 0;
+  std::vector<float> cos, sin;
+  void build(const ModelConfig& cfg, int n_pos);
+  void apply(float* x, int64_t n_tok_rows, int n_heads, const int* positions) const;
+};
+
+// Self-attention module: xn [n_seq*T][hidden] (already normed) -> out [n_seq*T][hidden].
+// If o_in is non-null it receives the input of o_proj [n_seq*T][n_heads*head_dim].
+void attention_forward(const ModelConfig& cfg, const BlockWeights& b, const Rope& rope,
+                       const float* xn, int n_seq, int T, float* out, float* o_in = nullptr);
+// MLP module: xn [n_tok][hidden] -> out [n_tok][hidden]; down_in receives [n_tok][intermediate].
+void mlp_forward(const ModelConfig& cfg, const BlockWeights& b, const float* xn, int64_t n_tok,
+                 float* out, float* down_in = nullptr);
+// One decoder block in place on x [n_seq*T][hidden]; records linear inputs when rec != null.
+void block_forward(const ModelConfig& cfg, const BlockWeights& b, const Rope& rope, float* x,
+                   int n_seq, int T, BlockRecord* rec = nullptr);
+
+void embed_tokens(const Model& m, const int32_t* tokens, int64_t n_tok, float* x);
+// Final hidden states (after the final norm) for n_seq sequences of length T.
+void forward_hidden(const Model& m, const int32_t* tokens, int n_seq, int T, float* hidden_out);
+// logits[n_tok][vocab] = hidden · lm_head^T
+void lm_head_forward(const Model& m, const float* hidden, int64_t n_tok, float* logits);
+
+}  // namespace awq

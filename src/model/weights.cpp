@@ -1,0 +1,136 @@
+#include "model/weights.h"
+
+#include <cstring>
+
+#include "core/half.h"
+#include "kernels/w4.h"
+
+namespace awq {
+
+Linear& BlockWeights::linear(const std::string& n) {
+  return const_cast<Linear&>(static_cast<const BlockWeights*>(this)->linear(n));
+}
+const Linear& BlockWeights::linear(const std::string& n) const {
+  if (n == "q_proj") return q;
+  if (n == "k_proj") return k;
+  if (n == "v_proj") return v;
+  if (n == "o_proj") return o;
+  if (n == "gate_proj") return gate;
+  if (n == "up_proj") return up;
+  return down;
+}
+
+namespace {
+
+bool module_not_converted(const ModelConfig& cfg, const std::string& prefix) {
+  for (const auto& m : cfg.quant.modules_to_not_convert)
+    if (!m.empty() && prefix.find(m) != std::string::npos) return true;
+  return false;
+}
+
+// Read an AutoAWQ GEMM linear (qweight [K, N/8] int32, qzeros [K/G, N/8] int32, scales [K/G, N] fp16).
+Status load_awq_linear(const SafeTensors& st, const ModelConfig& cfg, const std::string& prefix,
+                       Linear& l, const LoadOptions& opt) {
+  const int K = l.in, N = l.out;
+  const int G = cfg.quant.group_size <= 0 ? K : cfg.quant.group_size;
+  if (cfg.quant.bits != 4)
+    return make_error(prefix, ": AWQ GEMM checkpoints with bits=", cfg.quant.bits,
+                      " are not supported (supported: 4)");
+  if (N % 8 != 0 || K % G != 0)
+    return make_error(prefix, ": shape [", N, ", ", K, "] does not fit group size ", G,
+                      " (need out % 8 == 0 and in % group_size == 0)");
+  auto check = [&](const std::string& name, DType dt,
+                   std::vector<int64_t> shape) -> Expected<const TensorView*> {
+    const TensorView* t = st.find(name);
+    if (!t) return make_error("missing tensor ", name);
+    if (t->dtype != dt)
+      return make_error(name, ": expected dtype ", dtype_name(dt), ", got ", dtype_name(t->dtype));
+    if (t->shape != shape) {
+      std::string a, e;
+      for (auto d : t->shape) a += std::to_string(d) + ",";
+      for (auto d : shape) e += std::to_string(d) + ",";
+      return make_error(name, ": expected shape [", e, "] got [", a, "]");
+    }
+    return t;
+  };
+  AWQ_ASSIGN(const TensorView* qw, check(prefix + ".qweight", DType::I32, {K, N / 8}));
+  AWQ_ASSIGN(const TensorView* qz, check(prefix + ".qzeros", DType::I32, {K / G, N / 8}));
+  AWQ_ASSIGN(const TensorView* sc, check(prefix + ".scales", DType::F16, {K / G, N}));
+  std::vector<int32_t> qwv((size_t)K * (N / 8)), qzv((size_t)(K / G) * (N / 8));
+  std::vector<uint16_t> scv((size_t)(K / G) * N);
+  std::memcpy(qwv.data(), qw->data, qw->nbytes);
+  std::memcpy(qzv.data(), qz->data, qz->nbytes);
+  std::memcpy(scv.data(), sc->data, sc->nbytes);
+  auto w4 = w4_from_awq(qwv.data(), qzv.data(), scv.data(), K, N, G);
+  if (!w4) return make_error(prefix, ": ", w4.error().message);
+  l.w4 = std::make_shared<W4Matrix>(std::move(*w4));
+  if (!opt.keep_w4) {
+    l.weight.resize((size_t)N * K);
+    w4_dequantize(*l.w4, l.weight.data());
+    l.w4.reset();
+  }
+  return Status::Ok();
+}
+
+Status load_linear(const SafeTensors& st, const ModelConfig& cfg, const std::string& prefix,
+                   int in, int out, bool has_bias, Linear& l, const LoadOptions& opt) {
+  l.in = in;
+  l.out = out;
+  if (cfg.quant.present && !module_not_converted(cfg, prefix) && st.find(prefix + ".qweight")) {
+    AWQ_TRY(load_awq_linear(st, cfg, prefix, l, opt));
+  } else {
+    AWQ_ASSIGN(l.weight, st.to_f32(prefix + ".weight", {out, in}));
+  }
+  if (has_bias || st.find(prefix + ".bias")) {
+    AWQ_ASSIGN(l.bias, st.to_f32(prefix + ".bias", {out}));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Expected<BlockWeights> load_block(const SafeTensors& st, const ModelConfig& cfg, int layer,
+                                  const LoadOptions& opt) {
+  BlockWeights b;
+  const std::string p = "model.layers." + std::to_string(layer) + ".";
+  const int H = cfg.hidden, qd = cfg.n_heads * cfg.head_dim, kvd = cfg.n_kv_heads * cfg.head_dim;
+  AWQ_ASSIGN(b.attn_norm, st.to_f32(p + "input_layernorm.weight", {H}));
+  AWQ_ASSIGN(b.mlp_norm, st.to_f32(p + "post_attention_layernorm.weight", {H}));
+  const bool qb = cfg.arch->qkv_bias;
+  AWQ_TRY(load_linear(st, cfg, p + "self_attn.q_proj", H, qd, qb, b.q, opt));
+  AWQ_TRY(load_linear(st, cfg, p + "self_attn.k_proj", H, kvd, qb, b.k, opt));
+  AWQ_TRY(load_linear(st, cfg, p + "self_attn.v_proj", H, kvd, qb, b.v, opt));
+  AWQ_TRY(load_linear(st, cfg, p + "self_attn.o_proj", qd, H, false, b.o, opt));
+  AWQ_TRY(load_linear(st, cfg, p + "mlp.gate_proj", H, cfg.intermediate, false, b.gate, opt));
+  AWQ_TRY(load_linear(st, cfg, p + "mlp.up_proj", H, cfg.intermediate, false, b.up, opt));
+  AWQ_TRY(load_linear(st, cfg, p + "mlp.down_proj", cfg.intermediate, H, false, b.down, opt));
+  return b;
+}
+
+Status load_globals(const SafeTensors& st, Model& m) {
+  const ModelConfig& c = m.cfg;
+  AWQ_ASSIGN(m.embed, st.to_f32("model.embed_tokens.weight", {c.vocab, c.hidden}));
+  AWQ_ASSIGN(m.final_norm, st.to_f32("model.norm.weight", {c.hidden}));
+  if (!c.tie_embeddings || st.find("lm_head.weight")) {
+    if (!st.find("lm_head.weight") && !c.tie_embeddings)
+      return make_error("missing tensor lm_head.weight (config says tie_word_embeddings=false)");
+    AWQ_ASSIGN(m.lm_head, st.to_f32("lm_head.weight", {c.vocab, c.hidden}));
+  }
+  return Status::Ok();
+}
+
+Expected<Model> load_model(const std::string& dir, const LoadOptions& opt) {
+  Model m;
+  AWQ_ASSIGN(m.cfg, load_model_config(dir));
+  AWQ_ASSIGN(SafeTensors st, SafeTensors::open(dir));
+  AWQ_TRY(load_globals(st, m));
+  m.blocks.reserve(m.cfg.n_layers);
+  for (int i = 0; i < m.cfg.n_layers; ++i) {
+    auto b = load_block(st, m.cfg, i, opt);
+    if (!b) return make_error(dir, ": layer ", i, ": ", b.error().message);
+    m.blocks.push_back(std::move(*b));
+  }
+  return m;
+}
+
+}  // namespace awq
