@@ -73,14 +73,15 @@ void prefill_path(const detail::W4Kernels& kern, const W4Matrix& w, const float*
   const int Kp = w.k_padded();
   const int rows = (int)std::clamp<size_t>(kPrefillBlockBytes / (sizeof(float) * Kp) / 8 * 8, 8,
                                            (size_t)w.N);
-  thread_local FloatVec buf;
-  buf.resize((size_t)rows * Kp);
+  thread_local FloatVec buf_storage;  // per calling thread; the OpenMP workers get the pointer
+  buf_storage.resize((size_t)rows * Kp);
+  float* const buf = buf_storage.data();
   for (int n0 = 0; n0 < w.N; n0 += rows) {
     const int nb = std::min(rows, w.N - n0);
     const int t0 = n0 / 8, t1 = (n0 + nb) / 8;
 #pragma omp parallel for schedule(static)
-    for (int t = t0; t < t1; ++t) kern.dequant(w, t, t + 1, buf.data() + (size_t)(t - t0) * 8 * Kp, Kp);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nb, w.K, 1.0f, x, w.K, buf.data(), Kp,
+    for (int t = t0; t < t1; ++t) kern.dequant(w, t, t + 1, buf + (size_t)(t - t0) * 8 * Kp, Kp);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nb, w.K, 1.0f, x, w.K, buf, Kp,
                 0.0f, y + n0, w.N);
   }
   if (bias) {
