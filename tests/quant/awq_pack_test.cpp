@@ -158,9 +158,20 @@ bool any_contains(const std::vector<std::string>& v, const std::string& s) {
 
 TEST(AwqPack, VllmTpWarnings) {
   QuantConfig cfg;  // 4 bit, 128, zp
-  // Llama-7B shapes load everywhere.
+  // Llama-7B: q_proj loads everywhere; down_proj (K = 11008 = 86 * 128) splits into
+  // 5504 = 43 * 128 at tp=2 but 2752 and 1376 (not multiples of 128) at tp=4 and tp=8.
   EXPECT_TRUE(vllm_tp_warnings("q_proj", 4096, 4096, cfg, false).empty());
-  EXPECT_TRUE(vllm_tp_warnings("down_proj", 11008, 4096, cfg, true).empty());
+  auto d = vllm_tp_warnings("down_proj", 11008, 4096, cfg, true);
+  EXPECT_FALSE(any_contains(d, "tp=2"));
+  EXPECT_TRUE(any_contains(d, "tp=4 (row-parallel, input split): input per shard 2752"));
+  EXPECT_TRUE(any_contains(d, "tp=8 (row-parallel, input split): input per shard 1376"));
+  // gate_proj of the same model is column-parallel: loads at every tp, but 11008 / 8 = 1376
+  // outputs per shard is not a multiple of 64 (Marlin) at tp=8.
+  auto gp = vllm_tp_warnings("gate_proj", 4096, 11008, cfg, false);
+  EXPECT_FALSE(any_contains(gp, "will not load"));
+  ASSERT_EQ(gp.size(), 1u);
+  EXPECT_TRUE(any_contains(gp, "tp=8 (column-parallel, output split): output per shard 1376 is "
+                               "not a multiple of 64"));
   // TinyLlama-like 5632 = 44 * 128: down_proj K/8 = 704 is not a multiple of 128.
   auto w = vllm_tp_warnings("model.layers.0.mlp.down_proj", 5632, 2048, cfg, true);
   ASSERT_FALSE(w.empty());
