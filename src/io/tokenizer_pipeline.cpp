@@ -1,5 +1,7 @@
 #include "io/tokenizer_pipeline.h"
 
+#include <algorithm>
+
 #include "io/tokenizer_text.h"
 
 namespace awq::tok {
@@ -296,7 +298,12 @@ class PreMetaspace : public PreTokenizer {
     const Pattern rep = Pattern::literal(replacement);
     for (auto& p : pieces) {
       std::string t;
-      for (char c : p.text) c == ' ' ? t.append(replacement) : t.push_back(c);
+      for (char c : p.text) {
+        if (c == ' ')
+          t.append(replacement);
+        else
+          t.push_back(c);
+      }
       const bool starts = t.compare(0, replacement.size(), replacement) == 0;
       if (!starts && (prepend == Prepend::Always || (prepend == Prepend::First && p.at_origin)))
         t.insert(0, replacement);
