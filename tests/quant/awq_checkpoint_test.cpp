@@ -1,0 +1,454 @@
+// AwqCheckpointWriter / load_awq_linear: a synthetic tiny model written, read back, checked by
+// the independent Python checker (scripts/check_awq_format.py); temp dirs never left behind.
+#include "quant/awq_checkpoint.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/half.h"
+#include "core/mmap_file.h"
+#include "quant/awq_pack.h"
+
+namespace awq {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "awq_ckpt_test_XXXXXX").string();
+    path_ = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  fs::path path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+std::vector<std::string> entries(const fs::path& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void write_text(const fs::path& p, const std::string& s) { std::ofstream(p) << s; }
+
+std::vector<float> random_matrix(std::mt19937& rng, size_t n, float sd) {
+  std::normal_distribution<float> nd(0.0f, sd);
+  std::vector<float> v(n);
+  for (auto& x : v) x = nd(rng);
+  return v;
+}
+
+const char* kSrcConfig = R"({
+  "architectures": ["LlamaForCausalLM"],
+  "hidden_size": 64,
+  "num_hidden_layers": 1,
+  "torch_dtype": "bfloat16",
+  "vocab_size": 100
+})";
+
+// The synthetic model: layer 0 with q_proj [64 x 64] (+ bias), k_proj [16 x 64], down_proj
+// [64 x 128]; embed_tokens [100, 64], a norm and lm_head kept in fp16.
+struct TinyModel {
+  struct Linear {
+    std::string prefix;
+    int N, K;
+    std::vector<float> w, bias;
+  };
+  std::vector<Linear> linears;
+  std::vector<float> embed, norm, lm_head;
+  explicit TinyModel(uint32_t seed) {
+    std::mt19937 rng(seed);
+    linears.push_back({"model.layers.0.self_attn.q_proj", 64, 64, random_matrix(rng, 64 * 64, 0.05f),
+                       random_matrix(rng, 64, 0.1f)});
+    linears.push_back({"model.layers.0.self_attn.k_proj", 16, 64, random_matrix(rng, 16 * 64, 0.05f), {}});
+    linears.push_back({"model.layers.0.mlp.down_proj", 64, 128, random_matrix(rng, 64 * 128, 0.02f), {}});
+    embed = random_matrix(rng, 100 * 64, 1.0f);
+    norm = random_matrix(rng, 64, 1.0f);
+    lm_head = random_matrix(rng, 100 * 64, 0.05f);
+  }
+};
+
+// Writes `model` with `cfg`; also writes the fp32 dequantized weights (what we evaluated) to
+// `ref_dir`/model.safetensors for the Python checker.
+Status write_tiny(const TinyModel& model, const QuantConfig& cfg, const fs::path& out,
+                  const fs::path& src_dir, const fs::path& ref_dir, size_t shard_bytes,
+                  bool overwrite = false) {
+  AWQ_ASSIGN(auto w, AwqCheckpointWriter::create(out.string(), cfg, overwrite, shard_bytes));
+  std::unique_ptr<SafeTensorsWriter> ref;
+  if (!ref_dir.empty()) ref = std::make_unique<SafeTensorsWriter>(ref_dir.string());
+  AWQ_TRY(w.add_fp16("model.embed_tokens.weight", {100, 64}, model.embed.data()));
+  if (ref) AWQ_TRY(ref->add_f32("model.embed_tokens.weight", DType::F32, {100, 64}, model.embed.data()));
+  for (const auto& l : model.linears) {
+    AWQ_ASSIGN(auto ql, quantize_linear(l.w.data(), l.N, l.K, cfg));
+    AWQ_TRY(w.add_quantized(l.prefix, ql, l.bias.empty() ? nullptr : l.bias.data()));
+    if (ref) {
+      std::vector<float> deq(size_t(l.N) * l.K);
+      dequantize_linear(ql, deq.data());
+      AWQ_TRY(ref->add_f32(l.prefix + ".weight", DType::F32, {l.N, l.K}, deq.data()));
+      if (!l.bias.empty()) AWQ_TRY(ref->add_f32(l.prefix + ".bias", DType::F32, {l.N}, l.bias.data()));
+    }
+  }
+  AWQ_TRY(w.add_fp16("model.norm.weight", {64}, model.norm.data()));
+  AWQ_TRY(w.add_fp16("lm_head.weight", {100, 64}, model.lm_head.data()));
+  if (ref) AWQ_TRY(ref->finish());
+  return w.finish(src_dir.string(), kSrcConfig, {"lm_head"});
+}
+
+fs::path make_src_dir(const fs::path& root) {
+  const fs::path src = root / "src_model";
+  fs::create_directories(src);
+  write_text(src / "config.json", kSrcConfig);
+  write_text(src / "tokenizer.json", R"({"model": {"type": "BPE"}})");
+  write_text(src / "tokenizer_config.json", R"({"bos_token": "<s>"})");
+  write_text(src / "generation_config.json", R"({"do_sample": false})");
+  write_text(src / "model.safetensors", "not copied");
+  write_text(src / "README.md", "not copied");
+  return src;
+}
+
+bool no_temp_left(const fs::path& dir) {
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string n = e.path().filename().string();
+    if (n.find(".tmp-") != std::string::npos || n.find(".old-") != std::string::npos) return false;
+  }
+  return true;
+}
+
+TEST(AwqCheckpoint, WritesReadableShardedCheckpoint) {
+  TempDir td;
+  const fs::path src = make_src_dir(td.path()), out = td.path() / "tiny-awq";
+  const TinyModel model(1);
+  QuantConfig cfg;
+  cfg.group_size = 32;
+  // 8 KiB shards: the tiny model (~40 KB) must be split into several files.
+  Status st = write_tiny(model, cfg, out, src, {}, 8 << 10);
+  ASSERT_TRUE(st.ok()) << st.message();
+  EXPECT_TRUE(no_temp_left(td.path()));
+
+  const auto files = entries(out);
+  for (const char* f : {"config.json", "tokenizer.json", "tokenizer_config.json",
+                        "generation_config.json", "model.safetensors.index.json"})
+    EXPECT_NE(std::find(files.begin(), files.end(), f), files.end()) << f;
+  EXPECT_EQ(std::find(files.begin(), files.end(), "README.md"), files.end());
+  EXPECT_EQ(std::find(files.begin(), files.end(), "model.safetensors"), files.end());
+  int n_shards = 0;
+  for (const auto& f : files) n_shards += f.rfind("model-0000", 0) == 0;
+  EXPECT_GE(n_shards, 2) << testing::PrintToString(files);
+  EXPECT_NE(std::find(files.begin(), files.end(),
+                      "model-00001-of-0000" + std::to_string(n_shards) + ".safetensors"),
+            files.end()) << testing::PrintToString(files);
+  auto tok = read_text_file((out / "tokenizer.json").string());
+  ASSERT_TRUE(tok.ok());
+  EXPECT_EQ(*tok, R"({"model": {"type": "BPE"}})");
+
+  auto cfg_text = read_text_file((out / "config.json").string());
+  ASSERT_TRUE(cfg_text.ok());
+  const auto j = nlohmann::json::parse(*cfg_text);
+  EXPECT_EQ(j["torch_dtype"], "float16");
+  EXPECT_EQ(j["hidden_size"], 64);
+  EXPECT_EQ(j["architectures"][0], "LlamaForCausalLM");
+  const auto& q = j["quantization_config"];
+  EXPECT_EQ(q["quant_method"], "awq");
+  EXPECT_EQ(q["bits"], 4);
+  EXPECT_EQ(q["group_size"], 32);
+  EXPECT_EQ(q["zero_point"], true);
+  EXPECT_EQ(q["version"], "gemm");
+  EXPECT_EQ(q["modules_to_not_convert"], nlohmann::json::array({"lm_head"}));
+  EXPECT_FALSE(j.contains("awq_cpp_fake_quantization"));
+
+  auto sto = SafeTensors::open(out.string());
+  ASSERT_TRUE(sto.ok()) << sto.error().message;
+  const SafeTensors& sf = *sto;
+  for (const auto& l : model.linears) {
+    SCOPED_TRACE(l.prefix);
+    EXPECT_EQ(sf.find(l.prefix + ".weight"), nullptr);
+    const TensorView* qw = sf.find(l.prefix + ".qweight");
+    ASSERT_NE(qw, nullptr);
+    EXPECT_EQ(qw->dtype, DType::I32);
+    EXPECT_EQ(qw->shape, (std::vector<int64_t>{l.K, l.N / 8}));
+    EXPECT_EQ(sf.find(l.prefix + ".scales")->shape, (std::vector<int64_t>{l.K / 32, l.N}));
+    EXPECT_EQ(sf.find(l.prefix + ".qzeros")->shape, (std::vector<int64_t>{l.K / 32, l.N / 8}));
+    auto want = quantize_linear(l.w.data(), l.N, l.K, cfg);
+    ASSERT_TRUE(want.ok());
+    for (int g : {32, 0}) {  // explicit and inferred group size
+      auto got = load_awq_linear(sf, l.prefix, g);
+      ASSERT_TRUE(got.ok()) << got.error().message;
+      EXPECT_EQ(got->q, want->q);
+      EXPECT_EQ(got->zeros, want->zeros);
+      EXPECT_EQ(got->scales, want->scales);
+      EXPECT_EQ(got->group_size, 32);
+    }
+    if (!l.bias.empty()) {
+      const TensorView* b = sf.find(l.prefix + ".bias");
+      ASSERT_NE(b, nullptr);
+      EXPECT_EQ(b->dtype, DType::F16);
+      auto bf = sf.to_f32(l.prefix + ".bias");
+      ASSERT_TRUE(bf.ok());
+      for (int n = 0; n < l.N; ++n) EXPECT_EQ((*bf)[n], round_fp16(l.bias[n]));
+    } else {
+      EXPECT_EQ(sf.find(l.prefix + ".bias"), nullptr);
+    }
+  }
+  const TensorView* emb = sf.find("model.embed_tokens.weight");
+  ASSERT_NE(emb, nullptr);
+  EXPECT_EQ(emb->dtype, DType::F16);
+  auto embf = sf.to_f32("model.embed_tokens.weight", {100, 64});
+  ASSERT_TRUE(embf.ok());
+  for (size_t i = 0; i < model.embed.size(); ++i) ASSERT_EQ((*embf)[i], round_fp16(model.embed[i]));
+  // group size that does not match the file
+  auto bad = load_awq_linear(sf, model.linears[0].prefix, 64);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("expected [1, 64]"), std::string::npos) << bad.error().message;
+}
+
+TEST(AwqCheckpoint, NoModulesToNotConvertIsNull) {
+  auto text = awq_checkpoint_config_json(R"({"a": 1, "quantization_config": {"x": 1}})",
+                                         QuantConfig{}, {});
+  ASSERT_TRUE(text.ok());
+  const auto j = nlohmann::json::parse(*text);
+  EXPECT_TRUE(j["quantization_config"]["modules_to_not_convert"].is_null());
+  EXPECT_FALSE(j["quantization_config"].contains("x"));
+  EXPECT_EQ(j["quantization_config"]["group_size"], 128);
+  EXPECT_EQ(j["a"], 1);
+  EXPECT_FALSE(awq_checkpoint_config_json("[1, 2]", QuantConfig{}, {}).ok());
+  EXPECT_FALSE(awq_checkpoint_config_json("{", QuantConfig{}, {}).ok());
+  // per-channel keeps AutoAWQ's -1
+  QuantConfig pc;
+  pc.group_size = -1;
+  EXPECT_EQ(nlohmann::json::parse(*awq_checkpoint_config_json("{}", pc, {}))["quantization_config"]
+                ["group_size"], -1);
+}
+
+// w_bit 3/8 (and symmetric): fp16 .weight on the quantization grid, no quantization_config.
+TEST(AwqCheckpoint, NonGemmConfigsWriteFakeQuantizedFp16) {
+  TempDir td;
+  const fs::path out = td.path() / "tiny-w3";
+  const TinyModel model(2);
+  QuantConfig cfg;
+  cfg.w_bit = 3;
+  cfg.group_size = 32;
+  Status st = write_tiny(model, cfg, out, {}, {}, size_t(1) << 30);
+  ASSERT_TRUE(st.ok()) << st.message();
+  EXPECT_EQ(entries(out), (std::vector<std::string>{"config.json", "model.safetensors"}));
+  const auto j = nlohmann::json::parse(*read_text_file((out / "config.json").string()));
+  EXPECT_FALSE(j.contains("quantization_config"));
+  EXPECT_EQ(j["awq_cpp_fake_quantization"]["bits"], 3);
+  EXPECT_EQ(j["awq_cpp_fake_quantization"]["group_size"], 32);
+  auto sf = SafeTensors::open(out.string());
+  ASSERT_TRUE(sf.ok());
+  const auto& l = model.linears[2];
+  EXPECT_EQ(sf->find(l.prefix + ".qweight"), nullptr);
+  auto w = sf->to_f32(l.prefix + ".weight", {l.N, l.K});
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  auto fqw = l.w;
+  fake_quantize(fqw.data(), l.N, l.K, cfg);
+  for (size_t i = 0; i < fqw.size(); ++i) ASSERT_EQ((*w)[i], round_fp16(fqw[i])) << i;
+}
+
+TEST(AwqCheckpoint, DestructionWithoutFinishRemovesTempDir) {
+  TempDir td;
+  const fs::path out = td.path() / "partial";
+  std::vector<float> w(64 * 64, 0.01f);
+  {
+    auto wr = AwqCheckpointWriter::create(out.string(), QuantConfig{}, false, 4096);
+    ASSERT_TRUE(wr.ok()) << wr.error().message;
+    EXPECT_TRUE(fs::is_directory(wr->temp_dir()));
+    EXPECT_EQ(wr->temp_dir(), out.string() + ".tmp-" + std::to_string(::getpid()));
+    ASSERT_TRUE(wr->add_fp16("a.weight", {64, 64}, w.data()).ok());
+    ASSERT_TRUE(wr->add_fp16("b.weight", {64, 64}, w.data()).ok());  // forces a flushed shard
+    EXPECT_GE(entries(wr->temp_dir()).size(), 1u);
+    // moving the writer keeps one owner of the temp dir
+    AwqCheckpointWriter moved = std::move(*wr);
+    EXPECT_TRUE(fs::is_directory(moved.temp_dir()));
+  }
+  EXPECT_EQ(entries(td.path()), std::vector<std::string>{});
+  // explicit abort
+  auto wr = AwqCheckpointWriter::create(out.string(), QuantConfig{}, false);
+  ASSERT_TRUE(wr.ok());
+  wr->abort();
+  EXPECT_EQ(entries(td.path()), std::vector<std::string>{});
+  EXPECT_FALSE(wr->add_fp16("a.weight", {64, 64}, w.data()).ok());
+  EXPECT_FALSE(wr->finish("", "{}", {}).ok());
+}
+
+TEST(AwqCheckpoint, FailedFinishLeavesNoOutput) {
+  TempDir td;
+  const fs::path out = td.path() / "bad";
+  std::vector<float> w(16, 0.5f);
+  {
+    auto wr = AwqCheckpointWriter::create(out.string(), QuantConfig{}, false);
+    ASSERT_TRUE(wr.ok());
+    ASSERT_TRUE(wr->add_fp16("a.weight", {16}, w.data()).ok());
+    Status st = wr->finish("", "this is not json", {});
+    EXPECT_FALSE(st.ok());
+    EXPECT_FALSE(fs::exists(out));
+  }
+  EXPECT_EQ(entries(td.path()), std::vector<std::string>{});
+  // a layer quantized with another config is refused
+  auto wr = AwqCheckpointWriter::create(out.string(), QuantConfig{}, false);
+  ASSERT_TRUE(wr.ok());
+  QuantConfig c64;
+  c64.group_size = 64;
+  std::vector<float> m(8 * 128, 0.1f);
+  auto ql = quantize_linear(m.data(), 8, 128, c64);
+  ASSERT_TRUE(ql.ok());
+  Status st = wr->add_quantized("x", *ql, nullptr);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("group_size 128"), std::string::npos) << st.message();
+  QuantConfig c128;
+  auto ql12 = quantize_linear(std::vector<float>(12 * 128, 0.1f).data(), 12, 128, c128);
+  ASSERT_TRUE(ql12.ok());
+  st = wr->add_quantized("model.layers.3.mlp.odd", *ql12, nullptr);  // N = 12: not packable
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("model.layers.3.mlp.odd"), std::string::npos) << st.message();
+}
+
+TEST(AwqCheckpoint, CreateErrorsAndOverwrite) {
+  TempDir td;
+  auto missing_parent = AwqCheckpointWriter::create((td.path() / "no/such/dir").string(),
+                                                    QuantConfig{}, false);
+  ASSERT_FALSE(missing_parent.ok());
+  EXPECT_NE(missing_parent.error().message.find("does not exist"), std::string::npos);
+
+  const fs::path out = td.path() / "out";
+  fs::create_directories(out);
+  write_text(out / "old_file.txt", "old");
+  auto exists = AwqCheckpointWriter::create(out.string(), QuantConfig{}, false);
+  ASSERT_FALSE(exists.ok());
+  EXPECT_NE(exists.error().message.find("already exists"), std::string::npos);
+  EXPECT_TRUE(fs::exists(out / "old_file.txt"));
+
+  write_text(td.path() / "a_file", "x");
+  EXPECT_FALSE(AwqCheckpointWriter::create((td.path() / "a_file").string(), QuantConfig{}, true).ok());
+
+  if (::geteuid() != 0) {  // root ignores permission bits
+    const fs::path ro = td.path() / "readonly";
+    fs::create_directories(ro);
+    ::chmod(ro.c_str(), 0555);
+    auto r = AwqCheckpointWriter::create((ro / "x").string(), QuantConfig{}, false);
+    ::chmod(ro.c_str(), 0755);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message.find("not writable"), std::string::npos);
+  }
+
+  // overwrite: the old directory is replaced as a whole, nothing left over
+  const TinyModel model(3);
+  QuantConfig cfg;
+  cfg.group_size = 64;
+  Status st = write_tiny(model, cfg, out.string() + "/", {}, {}, size_t(1) << 30, true);
+  ASSERT_TRUE(st.ok()) << st.message();
+  EXPECT_EQ(entries(out), (std::vector<std::string>{"config.json", "model.safetensors"}));
+  EXPECT_TRUE(no_temp_left(td.path()));
+}
+
+TEST(AwqCheckpoint, LoadErrorsNameTheTensor) {
+  TempDir td;
+  const fs::path dir = td.path() / "ck";
+  fs::create_directories(dir);
+  {
+    SafeTensorsWriter w(dir.string());
+    std::vector<int32_t> qw(128 * 2), qz_bad(2 * 3);
+    std::vector<uint16_t> sc(1 * 16, 0x3C00);
+    std::vector<float> f(128 * 2);
+    ASSERT_TRUE(w.add("a.qweight", DType::I32, {128, 2}, qw.data(), qw.size() * 4).ok());
+    ASSERT_TRUE(w.add("a.qzeros", DType::I32, {2, 3}, qz_bad.data(), qz_bad.size() * 4).ok());
+    ASSERT_TRUE(w.add("a.scales", DType::F16, {2, 16}, std::vector<uint16_t>(32).data(), 64).ok());
+    ASSERT_TRUE(w.add("b.qweight", DType::F32, {128, 2}, f.data(), f.size() * 4).ok());
+    ASSERT_TRUE(w.add("c.qweight", DType::I32, {128, 2}, qw.data(), qw.size() * 4).ok());
+    ASSERT_TRUE(w.add("c.qzeros", DType::I32, {1, 2}, qz_bad.data(), 8).ok());
+    ASSERT_TRUE(w.add("c.scales", DType::F16, {1, 16}, sc.data(), sc.size() * 2).ok());
+    ASSERT_TRUE(w.finish().ok());
+  }
+  auto sf = SafeTensors::open(dir.string());
+  ASSERT_TRUE(sf.ok()) << sf.error().message;
+  auto e = load_awq_linear(*sf, "a", 64);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.error().message.find("'a.qzeros' has shape [2, 3], expected [2, 2]"), std::string::npos)
+      << e.error().message;
+  e = load_awq_linear(*sf, "b", 64);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.error().message.find("'b.qweight' has dtype F32, expected I32"), std::string::npos)
+      << e.error().message;
+  e = load_awq_linear(*sf, "missing", 64);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.error().message.find("'missing.qweight' is missing"), std::string::npos);
+  e = load_awq_linear(*sf, "c", 64);  // scales say 1 group: G = 128, not 64
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.error().message.find("expected [2, 16]"), std::string::npos) << e.error().message;
+  auto ok = load_awq_linear(*sf, "c", -1);
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_EQ(ok->group_size, 128);
+  EXPECT_EQ(ok->N, 16);
+  EXPECT_EQ(ok->K, 128);
+}
+
+// ---- the independent Python format check -----------------------------------------------------
+
+bool python_ready() {
+  return std::system("python3 -c 'import numpy, safetensors' >/dev/null 2>&1") == 0;
+}
+
+int run_checker(const fs::path& ckpt, const fs::path& ref) {
+  const std::string cmd = std::string("python3 ") + AWQ_SOURCE_DIR + "/scripts/check_awq_format.py '" +
+                          ckpt.string() + "' --reference '" + ref.string() + "'";
+  const int rc = std::system(cmd.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+TEST(AwqFormat, PythonAutoAwqUnpackMatchesBitExact) {
+  if (!python_ready()) {
+    if (std::getenv("CI")) FAIL() << "CI needs python3 with numpy and safetensors";
+    GTEST_SKIP() << "python3 with numpy + safetensors not available";
+  }
+  TempDir td;
+  const fs::path out = td.path() / "tiny-awq", ref = td.path() / "reference";
+  fs::create_directories(ref);
+  const TinyModel model(4);
+  for (int g : {32, 64, -1}) {
+    SCOPED_TRACE(g);
+    QuantConfig cfg;
+    cfg.group_size = g;
+    fs::remove_all(ref);
+    fs::create_directories(ref);
+    Status st = write_tiny(model, cfg, out, make_src_dir(td.path()), ref, 16 << 10, true);
+    ASSERT_TRUE(st.ok()) << st.message();
+    EXPECT_EQ(run_checker(out, ref / "model.safetensors"), 0);
+  }
+  // The checker must be able to fail: perturb one reference weight by one fp32 ulp.
+  {
+    auto sf = SafeTensors::open((ref / "model.safetensors").string());
+    ASSERT_TRUE(sf.ok());
+    std::vector<std::pair<std::string, std::vector<float>>> all;
+    for (const auto& n : sf->names()) all.emplace_back(n, *sf->to_f32(n));
+    const fs::path bad = td.path() / "reference_bad";
+    fs::create_directories(bad);
+    SafeTensorsWriter w(bad.string());
+    for (auto& [n, v] : all) {
+      if (n == "model.layers.0.mlp.down_proj.weight") v[77] = std::nextafter(v[77], 1.0f);
+      std::vector<int64_t> shape = sf->find(n)->shape;
+      ASSERT_TRUE(w.add_f32(n, DType::F32, shape, v.data()).ok());
+    }
+    ASSERT_TRUE(w.finish().ok());
+    EXPECT_EQ(run_checker(out, bad / "model.safetensors"), 1);
+  }
+}
+
+}  // namespace
+}  // namespace awq
