@@ -410,7 +410,7 @@ Expected<std::vector<float>> GGUFFile::dequantize(const GGUFTensor& t) const {
   const uint64_t n = t.numel();
   if (n > (uint64_t(1) << 36))
     return make_error(what, ": ", n, " elements is too many to dequantize in memory");
-  std::vector<float> out(size_t(n));
+  std::vector<float> out(static_cast<size_t>(n));
   AWQ_TRY(dequantize_ggml(t.type, t.data, t.nbytes, out.data(), out.size(), what));
   return out;
 }

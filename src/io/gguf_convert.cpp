@@ -4,6 +4,8 @@
 // result can be checked against it tensor by tensor (scripts/check_convert.py).
 #include "io/gguf_convert.h"
 
+#include "io/gguf_dequant.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -220,8 +222,12 @@ Expected<SpecialTokens> special_tokens(const GGUFFile& g, const std::vector<std:
   AWQ_TRY(one("eos_token_id", s.eos, s.eos_id));
   AWQ_TRY(one("unknown_token_id", s.unk, s.unk_id));
   AWQ_TRY(one("padding_token_id", s.pad, s.pad_id));
-  if (g.has("tokenizer.ggml.add_bos_token")) AWQ_ASSIGN(s.add_bos, g.get_bool("tokenizer.ggml.add_bos_token"));
-  if (g.has("tokenizer.ggml.add_eos_token")) AWQ_ASSIGN(s.add_eos, g.get_bool("tokenizer.ggml.add_eos_token"));
+  if (g.has("tokenizer.ggml.add_bos_token")) {
+    AWQ_ASSIGN(s.add_bos, g.get_bool("tokenizer.ggml.add_bos_token"));
+  }
+  if (g.has("tokenizer.ggml.add_eos_token")) {
+    AWQ_ASSIGN(s.add_eos, g.get_bool("tokenizer.ggml.add_eos_token"));
+  }
   if (!s.bos) s.add_bos = false;
   if (!s.eos) s.add_eos = false;
   return s;
@@ -329,12 +335,16 @@ Expected<std::string> build_tokenizer_json(const GGUFFile& g) {
   AWQ_TRY(check_gpt2_tokenizer(g));
   AWQ_ASSIGN(auto toks, g.get_string_array("tokenizer.ggml.tokens"));
   std::vector<int64_t> types;
-  if (g.has("tokenizer.ggml.token_type")) AWQ_ASSIGN(types, g.get_int_array("tokenizer.ggml.token_type"));
+  if (g.has("tokenizer.ggml.token_type")) {
+    AWQ_ASSIGN(types, g.get_int_array("tokenizer.ggml.token_type"));
+  }
   if (!types.empty() && types.size() != toks.size())
     return make_error(g.path(), ": tokenizer.ggml.token_type has ", types.size(),
                       " entries, expected one per token (", toks.size(), ")");
   std::vector<std::string> merges;
-  if (g.has("tokenizer.ggml.merges")) AWQ_ASSIGN(merges, g.get_string_array("tokenizer.ggml.merges"));
+  if (g.has("tokenizer.ggml.merges")) {
+    AWQ_ASSIGN(merges, g.get_string_array("tokenizer.ggml.merges"));
+  }
   AWQ_ASSIGN(SpecialTokens sp, special_tokens(g, toks));
 
   ojson vocab = ojson::object();
@@ -442,8 +452,9 @@ Expected<std::string> build_tokenizer_config_json(const GGUFFile& g) {
   c["eos_token"] = opt_json(sp.eos);
   c["unk_token"] = opt_json(sp.unk);
   c["pad_token"] = opt_json(sp.pad);
-  if (g.has("tokenizer.chat_template"))
+  if (g.has("tokenizer.chat_template")) {
     AWQ_ASSIGN(c["chat_template"], g.get_string("tokenizer.chat_template"));
+  }
   c["model_max_length"] = opt_int(g, "llama.context_length").value_or(2048);
   c["clean_up_tokenization_spaces"] = false;
   c["tokenizer_class"] = "PreTrainedTokenizerFast";
