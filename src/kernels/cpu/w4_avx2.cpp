@@ -19,15 +19,17 @@ alignas(32) constexpr uint32_t kMasks[8][8] = {
 
 inline __m256i mask(int r) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(kMasks[r])); }
 
-// out[r] = horizontal sum of v[r], r < RP.
+// Lane r of the result = horizontal sum of v[r] (8 vectors -> one).
+inline __m256 reduce8(const __m256* v) {
+  const __m256 b0 = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+  const __m256 b1 = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+  return _mm256_add_ps(_mm256_permute2f128_ps(b0, b1, 0x20), _mm256_permute2f128_ps(b0, b1, 0x31));
+}
+
+// out[r] = horizontal sum of v[r], r < RP (RP = 1, 2 or 4).
 template <int RP>
 inline void reduce_rows(const __m256* v, float* out) {
-  if constexpr (RP == 8) {
-    const __m256 b0 = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
-    const __m256 b1 = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
-    _mm256_storeu_ps(out, _mm256_add_ps(_mm256_permute2f128_ps(b0, b1, 0x20),
-                                        _mm256_permute2f128_ps(b0, b1, 0x31)));
-  } else if constexpr (RP == 4) {
+  if constexpr (RP == 4) {
     const __m256 b = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
     _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(b), _mm256_extractf128_ps(b, 1)));
   } else {
@@ -39,18 +41,25 @@ inline void reduce_rows(const __m256* v, float* out) {
   }
 }
 
-// fin[m][0..8) += rows of tile t for MC rows of x (x rows m0 .. m0+MC). RP rows of the tile per
-// pass keep MC*RP accumulators in registers.
+// Tile t (8 output rows) for MC rows of x (m0 .. m0+MC): fin[m] lane i = y[m0+m][8t+i] without
+// bias. RP rows of the tile per pass over a group keep MC*RP accumulators in registers; each
+// accumulator is a vector along k, reduced once per group and scaled there:
+//   fin += sf * sum_k(masked * x) + zs * sum_k(x).
 template <int MC, int RP>
-void decode_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, float (*fin)[8]) {
+void decode_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, __m256* fin) {
   const int nb = w.group_len / 8;
   const float* xr[MC];
-  for (int m = 0; m < MC; ++m) xr[m] = a.x + (size_t)(m0 + m) * a.ldx;
+  for (int m = 0; m < MC; ++m) {
+    xr[m] = a.x + (size_t)(m0 + m) * a.ldx;
+    fin[m] = _mm256_setzero_ps();
+  }
   for (int g = 0; g < w.n_groups; ++g) {
     const uint32_t* blk = w.group_block(t, g);
-    const float* sf = reinterpret_cast<const float*>(blk + w.group_len);
-    const float* zs = sf + 8;
+    const __m256 sf = _mm256_load_ps(reinterpret_cast<const float*>(blk + w.group_len));
+    const __m256 zs = _mm256_load_ps(reinterpret_cast<const float*>(blk + w.group_len + 8));
     const size_t k0 = (size_t)g * w.group_len;
+    alignas(32) float sums[MC][8];
+    __m256 sums8[MC];
     for (int r0 = 0; r0 < 8; r0 += RP) {
       __m256 acc[MC][RP];
 #pragma GCC unroll 8
@@ -69,21 +78,28 @@ void decode_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, float 
           for (int m = 0; m < MC; ++m) acc[m][r] = _mm256_fmadd_ps(q, xv[m], acc[m][r]);
         }
       }
+#pragma GCC unroll 8
       for (int m = 0; m < MC; ++m) {
-        float sums[RP];
-        reduce_rows<RP>(acc[m], sums);
-        const float xs = a.xsum[(size_t)(m0 + m) * w.n_groups + g];
-        for (int r = 0; r < RP; ++r)
-          fin[m][r0 + r] += sums[r] * sf[r0 + r] + zs[r0 + r] * xs;
+        if constexpr (RP == 8)
+          sums8[m] = reduce8(acc[m]);
+        else
+          reduce_rows<RP>(acc[m], sums[m] + r0);
       }
+    }
+#pragma GCC unroll 8
+    for (int m = 0; m < MC; ++m) {
+      const __m256 s = RP == 8 ? sums8[m] : _mm256_load_ps(sums[m]);
+      const __m256 xs = _mm256_broadcast_ss(a.xsum + (size_t)(m0 + m) * w.n_groups + g);
+      fin[m] = _mm256_fmadd_ps(s, sf, _mm256_fmadd_ps(zs, xs, fin[m]));
     }
   }
 }
 
 void decode_avx2(const W4Matrix& w, const W4DecodeArgs& a, int tile_begin, int tile_end) {
   for (int t = tile_begin; t < tile_end; ++t) {
+    const __m256 bias = a.bias ? _mm256_loadu_ps(a.bias + 8 * t) : _mm256_setzero_ps();
     for (int m0 = 0; m0 < a.M;) {
-      float fin[4][8] = {};
+      __m256 fin[4];
       const int rem = a.M - m0;
       int mc;
       if (rem >= 4) {
@@ -95,10 +111,8 @@ void decode_avx2(const W4Matrix& w, const W4DecodeArgs& a, int tile_begin, int t
       } else {
         decode_tile<1, 8>(w, a, t, m0, fin), mc = 1;
       }
-      for (int m = 0; m < mc; ++m) {
-        float* yr = a.y + (size_t)(m0 + m) * a.ldy + 8 * t;
-        for (int i = 0; i < 8; ++i) yr[i] = fin[m][i] + (a.bias ? a.bias[8 * t + i] : 0.0f);
-      }
+      for (int m = 0; m < mc; ++m)
+        _mm256_storeu_ps(a.y + (size_t)(m0 + m) * a.ldy + 8 * t, _mm256_add_ps(fin[m], bias));
       m0 += mc;
     }
   }
