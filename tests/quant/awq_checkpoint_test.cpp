@@ -57,44 +57,71 @@ std::vector<float> random_matrix(std::mt19937& rng, size_t n, float sd) {
 
 const char* kSrcConfig = R"({
   "architectures": ["LlamaForCausalLM"],
+  "model_type": "llama",
   "hidden_size": 64,
+  "intermediate_size": 128,
   "num_hidden_layers": 1,
-  "torch_dtype": "bfloat16",
-  "vocab_size": 100
+  "num_attention_heads": 4,
+  "num_key_value_heads": 2,
+  "head_dim": 16,
+  "vocab_size": 100,
+  "max_position_embeddings": 128,
+  "rms_norm_eps": 1e-05,
+  "rope_theta": 10000.0,
+  "attention_bias": true,
+  "hidden_act": "silu",
+  "tie_word_embeddings": false,
+  "torch_dtype": "bfloat16"
 })";
 
-// The synthetic model: layer 0 with q_proj [64 x 64] (+ bias), k_proj [16 x 64], down_proj
-// [64 x 128]; embed_tokens [100, 64], a norm and lm_head kept in fp16.
+// A complete one-layer Llama (GQA, attention bias): hidden 64, 4 heads of 16, 2 kv heads,
+// intermediate 128, vocab 100. q/k/v/o carry biases; embeddings, norms and lm_head stay fp16.
 struct TinyModel {
   struct Linear {
     std::string prefix;
     int N, K;
     std::vector<float> w, bias;
   };
-  std::vector<Linear> linears;
-  std::vector<float> embed, norm, lm_head;
+  std::vector<Linear> linears;  // q, k, v, o, gate, up, down
+  std::vector<float> embed, norm, in_norm, post_norm, lm_head;
   explicit TinyModel(uint32_t seed) {
     std::mt19937 rng(seed);
-    linears.push_back({"model.layers.0.self_attn.q_proj", 64, 64, random_matrix(rng, 64 * 64, 0.05f),
-                       random_matrix(rng, 64, 0.1f)});
-    linears.push_back({"model.layers.0.self_attn.k_proj", 16, 64, random_matrix(rng, 16 * 64, 0.05f), {}});
-    linears.push_back({"model.layers.0.mlp.down_proj", 64, 128, random_matrix(rng, 64 * 128, 0.02f), {}});
+    const std::string a = "model.layers.0.self_attn.", m = "model.layers.0.mlp.";
+    struct Spec { std::string prefix; int N, K; bool bias; };
+    for (const Spec& sp : {Spec{a + "q_proj", 64, 64, true}, Spec{a + "k_proj", 32, 64, true},
+                           Spec{a + "v_proj", 32, 64, true}, Spec{a + "o_proj", 64, 64, true},
+                           Spec{m + "gate_proj", 128, 64, false}, Spec{m + "up_proj", 128, 64, false},
+                           Spec{m + "down_proj", 64, 128, false}}) {
+      Linear l{sp.prefix, sp.N, sp.K, random_matrix(rng, size_t(sp.N) * sp.K, 0.08f), {}};
+      if (sp.bias) l.bias = random_matrix(rng, size_t(sp.N), 0.1f);
+      linears.push_back(std::move(l));
+    }
     embed = random_matrix(rng, 100 * 64, 1.0f);
-    norm = random_matrix(rng, 64, 1.0f);
+    norm = random_matrix(rng, 64, 0.2f);
+    for (auto& v : norm) v += 1.0f;
+    in_norm = norm;
+    post_norm = random_matrix(rng, 64, 0.2f);
+    for (auto& v : post_norm) v += 1.0f;
     lm_head = random_matrix(rng, 100 * 64, 0.05f);
   }
 };
 
-// Writes `model` with `cfg`; also writes the fp32 dequantized weights (what we evaluated) to
-// `ref_dir`/model.safetensors for the Python checker.
+// Writes `model` with `cfg`; also writes the fp32 dequantized weights (what we evaluated) and the
+// fp32 originals of the unquantized tensors to `ref_dir`/model.safetensors for the Python checker.
 Status write_tiny(const TinyModel& model, const QuantConfig& cfg, const fs::path& out,
                   const fs::path& src_dir, const fs::path& ref_dir, size_t shard_bytes,
                   bool overwrite = false) {
   AWQ_ASSIGN(auto w, AwqCheckpointWriter::create(out.string(), cfg, overwrite, shard_bytes));
   std::unique_ptr<SafeTensorsWriter> ref;
   if (!ref_dir.empty()) ref = std::make_unique<SafeTensorsWriter>(ref_dir.string());
-  AWQ_TRY(w.add_fp16("model.embed_tokens.weight", {100, 64}, model.embed.data()));
-  if (ref) AWQ_TRY(ref->add_f32("model.embed_tokens.weight", DType::F32, {100, 64}, model.embed.data()));
+  auto plain = [&](const std::string& name, std::vector<int64_t> shape, const std::vector<float>& v) -> Status {
+    AWQ_TRY(w.add_fp16(name, shape, v.data()));
+    if (ref) AWQ_TRY(ref->add_f32(name, DType::F32, shape, v.data()));
+    return Status::Ok();
+  };
+  AWQ_TRY(plain("model.embed_tokens.weight", {100, 64}, model.embed));
+  AWQ_TRY(plain("model.layers.0.input_layernorm.weight", {64}, model.in_norm));
+  AWQ_TRY(plain("model.layers.0.post_attention_layernorm.weight", {64}, model.post_norm));
   for (const auto& l : model.linears) {
     AWQ_ASSIGN(auto ql, quantize_linear(l.w.data(), l.N, l.K, cfg));
     AWQ_TRY(w.add_quantized(l.prefix, ql, l.bias.empty() ? nullptr : l.bias.data()));
@@ -105,8 +132,8 @@ Status write_tiny(const TinyModel& model, const QuantConfig& cfg, const fs::path
       if (!l.bias.empty()) AWQ_TRY(ref->add_f32(l.prefix + ".bias", DType::F32, {l.N}, l.bias.data()));
     }
   }
-  AWQ_TRY(w.add_fp16("model.norm.weight", {64}, model.norm.data()));
-  AWQ_TRY(w.add_fp16("lm_head.weight", {100, 64}, model.lm_head.data()));
+  AWQ_TRY(plain("model.norm.weight", {64}, model.norm));
+  AWQ_TRY(plain("lm_head.weight", {100, 64}, model.lm_head));
   if (ref) AWQ_TRY(ref->finish());
   return w.finish(src_dir.string(), kSrcConfig, {"lm_head"});
 }
@@ -430,6 +457,16 @@ TEST(AwqFormat, PythonAutoAwqUnpackMatchesBitExact) {
     Status st = write_tiny(model, cfg, out, make_src_dir(td.path()), ref, 16 << 10, true);
     ASSERT_TRUE(st.ok()) << st.message();
     EXPECT_EQ(run_checker(out, ref / "model.safetensors"), 0);
+  }
+  // AWQ_KEEP_TINY_CKPT=DIR keeps a copy (DIR/tiny-awq, DIR/reference) for manual checks with
+  // other loaders (docs/FORMAT.md).
+  if (const char* keep = std::getenv("AWQ_KEEP_TINY_CKPT")) {
+    QuantConfig cfg;
+    cfg.group_size = 32;
+    fs::create_directories(fs::path(keep) / "reference");
+    Status st = write_tiny(model, cfg, fs::path(keep) / "tiny-awq", make_src_dir(td.path()),
+                           fs::path(keep) / "reference", 16 << 10, true);
+    ASSERT_TRUE(st.ok()) << st.message();
   }
   // The checker must be able to fail: perturb one reference weight by one fp32 ulp.
   {
