@@ -150,7 +150,6 @@ def gen_meta():
     w.add_array("t.arr_str", ["a", "", "ccc"])
     w.add_array("t.arr_f32", [0.5, -1.5])
     w.add_array("t.arr_nested", [[1, 2], [3]])
-    w.add_array("t.arr_empty", [])
     w.add_tensor("x", np.arange(6, dtype=np.float32).reshape(2, 3))
     w.add_tensor("y", np.arange(5, dtype=np.float16))
     w.write_header_to_file()
