@@ -3,6 +3,7 @@
 //   w4cold/<isa>/K/N/M  : same, cycling through enough copies of W to exceed the L3 cache, so
 //                         the weights really come from DRAM (the decode situation for a model)
 //   sgemm/K/N/M         : fp32 weights, cblas_sgemm via sgemm_nt
+// AWQ_DECODE_MAX_M=<m> moves the decode / prefill split (benchmark only).
 //   membw/threads       : streaming-read bandwidth of a 512 MiB buffer (the ceiling for M = 1)
 // Counters: weight_GB/s = bytes of weights streamed per second (packed codes + group headers
 // for w4, N*K*4 for sgemm); GFLOP/s = 2*M*N*K per second.
@@ -11,6 +12,7 @@
 #include <omp.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -89,11 +91,13 @@ struct Shape {
 };
 // SmolLM2-135M projections (hidden 576, intermediate 1536, kv 192) and a 7B-class square.
 const Shape kShapes[] = {{576, 576}, {576, 1536}, {1536, 576}, {576, 192}, {4096, 4096}};
-const int kBatches[] = {1, 4, 16, 512};
+const int kBatches[] = {1, 4, 8, 16, 32, 64, 512};
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // AWQ_DECODE_MAX_M=<m>: move the decode-kernel / dequant+sgemm split (to find the crossover).
+  if (const char* e = std::getenv("AWQ_DECODE_MAX_M")) awq::w4_set_decode_max_m(std::atoi(e));
   const int threads = omp_get_max_threads();
   for (int t : {1, threads})
     benchmark::RegisterBenchmark(("membw/threads:" + std::to_string(t)).c_str(), bm_membw, t)

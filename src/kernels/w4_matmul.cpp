@@ -16,12 +16,14 @@
 namespace awq {
 namespace {
 
-// Measured on a 2-core Zen 3 (docs/KERNELS.md): the decode kernel beats dequant + sgemm up to here.
-constexpr int kDefaultDecodeMaxM = 16;
+// Measured on the 2-core Zen 3 (docs/KERNELS.md): the decode kernel beats dequant + sgemm up to
+// M = 32; at 64 sgemm wins.
+constexpr int kDefaultDecodeMaxM = 32;
 std::atomic<int> g_decode_max_m{kDefaultDecodeMaxM};
 
-// Bytes of fp32 weights dequantized per prefill block (rows rounded to the 8-row tile).
-constexpr size_t kPrefillBlockBytes = size_t(2) << 20;
+// Bytes of fp32 weights dequantized per prefill block (rows rounded to the 8-row tile): large
+// blocks give sgemm a wide N (2 MiB was ~10-20% slower than 8-16 MiB for 4096x4096, M=512).
+constexpr size_t kPrefillBlockBytes = size_t(8) << 20;
 
 using FloatVec = std::vector<float, AlignedAllocator<float>>;
 
@@ -68,11 +70,20 @@ void decode_path(const detail::W4Kernels& kern, const W4Matrix& w, const float* 
   }
 }
 
-void prefill_path(const detail::W4Kernels& kern, const W4Matrix& w, const float* x, int M,
-                  float* y, const float* bias) {
+void add_bias(float* y, int M, int N, const float* bias) {
+  if (!bias) return;
+#pragma omp parallel for schedule(static)
+  for (int m = 0; m < M; ++m)
+    for (int n = 0; n < N; ++n) y[(size_t)m * N + n] += bias[n];
+}
+
+// One block of rows at a time: dequant in parallel, then a multi-threaded sgemm on the block.
+// (Tried: per-thread blocks with single-threaded sgemm each; no better on 2 cores, see KERNELS.md.)
+void prefill_shared(const detail::W4Kernels& kern, const W4Matrix& w, const float* x, int M,
+                    float* y, size_t block_bytes) {
   const int Kp = w.k_padded();
-  const int rows = (int)std::clamp<size_t>(kPrefillBlockBytes / (sizeof(float) * Kp) / 8 * 8, 8,
-                                           (size_t)w.N);
+  const int rows =
+      (int)std::clamp<size_t>(block_bytes / (sizeof(float) * Kp) / 8 * 8, 8, (size_t)w.N);
   thread_local FloatVec buf_storage;  // per calling thread; the OpenMP workers get the pointer
   buf_storage.resize((size_t)rows * Kp);
   float* const buf = buf_storage.data();
@@ -84,11 +95,12 @@ void prefill_path(const detail::W4Kernels& kern, const W4Matrix& w, const float*
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nb, w.K, 1.0f, x, w.K, buf, Kp,
                 0.0f, y + n0, w.N);
   }
-  if (bias) {
-#pragma omp parallel for schedule(static)
-    for (int m = 0; m < M; ++m)
-      for (int n = 0; n < w.N; ++n) y[(size_t)m * w.N + n] += bias[n];
-  }
+}
+
+void prefill_path(const detail::W4Kernels& kern, const W4Matrix& w, const float* x, int M,
+                  float* y, const float* bias) {
+  prefill_shared(kern, w, x, M, y, kPrefillBlockBytes);
+  add_bias(y, M, w.N, bias);
 }
 
 }  // namespace

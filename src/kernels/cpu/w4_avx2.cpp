@@ -102,7 +102,7 @@ void decode_avx2(const W4Matrix& w, const W4DecodeArgs& a, int tile_begin, int t
       __m256 fin[4];
       const int rem = a.M - m0;
       int mc;
-      if (rem >= 4) {
+      if (rem >= 4) {  // (tried 8 x 1 for rem >= 8: slower)
         decode_tile<4, 2>(w, a, t, m0, fin), mc = 4;
       } else if (rem == 3) {
         decode_tile<3, 2>(w, a, t, m0, fin), mc = 3;
