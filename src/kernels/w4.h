@@ -10,12 +10,12 @@
 //   group_len words of codes   word[k] (k = 0 .. group_len-1, k local to the group):
 //                              nibble i (bits 4i..4i+3) = q[8t+i][g*G+k] for i = 0..6,
 //                              nibble 7 (bits 28..31)   = q[8t+7][g*G+k] XOR 8
-//   8 floats  sf[i] = s[8t+i][g] * 16^-i          (scale, pre-divided by the nibble weight)
-//   8 floats  zs[i] = -(z[8t+i][g] - (i == 7 ? 8 : 0)) * s[8t+i][g]
-// so group stride = group_len + 16 words, tile stride = n_groups * group stride.
-// With that, masking nibble i of a word (word & (0xF << 4i)) and converting the int32 to float
-// gives exactly q*16^i (i < 7) or (q - 8)*2^28 (i == 7: the XOR makes the top nibble a signed
-// value, so no shift is needed), and  w = masked * sf[i] + zs[i]  reproduces (q - z) * s exactly.
+//   a 32-byte W4GroupHeader: fp16 scale[i] = s[8t+i][g], int8 zero[i] = z[8t+i][g] - (i==7 ? 8 : 0)
+// so group stride = group_len + 8 words, tile stride = n_groups * group stride.
+// Masking nibble i of a word (word & (0xF << 4i)) and converting the int32 to float gives exactly
+// q*16^i (i < 7) or (q - 8)*2^28 (i == 7: the XOR makes the top nibble a signed value, so no
+// shift is needed). With sf[i] = s*16^-i (2^-28 for i = 7) and zs[i] = -zero[i]*s, computed
+// once per group by the kernels,  w = masked * sf[i] + zs[i]  reproduces (q - z) * s exactly.
 // A k-block of 8 (AVX2) or 16 (AVX-512) consecutive words holds 8 rows x 8/16 k positions, so one
 // vector load + AND + convert yields 8/16 weights of one row, vectorised along k.
 // The matmul kernels factor the group: y += sf * sum_k(masked * x) + zs * sum_k(x).
@@ -33,6 +33,14 @@
 #include "core/status.h"
 
 namespace awq {
+
+// Per (tile, group) header after the group's code words.
+struct W4GroupHeader {
+  uint16_t scale[8];  // fp16 bits of s[8t+i][g]
+  int8_t zero[8];     // z[8t+i][g], minus 8 for i == 7 (row 7's codes are stored XOR 8)
+  uint8_t pad[8];     // keeps group blocks 32-byte aligned
+};
+static_assert(sizeof(W4GroupHeader) == 32, "header is 8 code words");
 
 // Minimal 64-byte aligned allocator so std::vector storage suits aligned vector loads.
 template <class T>
@@ -55,15 +63,18 @@ struct W4Matrix {
   int K = 0, N = 0, group_size = 0;  // group_size == K for per-channel
   int n_groups = 0;                  // K / group_size
   int group_len = 0;                 // code words per group block (see layout above)
-  std::vector<uint32_t, AlignedAllocator<uint32_t>> data;  // [N/8 tiles][n_groups][group_len + 16]
+  std::vector<uint32_t, AlignedAllocator<uint32_t>> data;  // [N/8 tiles][n_groups][group_len + 8]
 
   static constexpr int kTileRows = 8;
-  static constexpr int kHeaderWords = 16;  // sf[8] + zs[8] after each group's codes
+  static constexpr int kHeaderWords = sizeof(W4GroupHeader) / sizeof(uint32_t);
   int n_tiles() const { return N / kTileRows; }
   size_t group_stride() const { return (size_t)group_len + kHeaderWords; }
   size_t tile_stride() const { return (size_t)n_groups * group_stride(); }
   const uint32_t* group_block(int tile, int g) const {
     return data.data() + (size_t)tile * tile_stride() + (size_t)g * group_stride();
+  }
+  const W4GroupHeader* group_header(int tile, int g) const {
+    return reinterpret_cast<const W4GroupHeader*>(group_block(tile, g) + group_len);
   }
   // K padded to the code words actually stored (== K unless per-channel with K % 16 != 0).
   int k_padded() const { return n_groups * group_len; }

@@ -55,13 +55,10 @@ W4Matrix build(int K, int N, int G, QF q, ZF z, SF s) {
         }
         blk[kk] = word;
       }
-      float* sf = reinterpret_cast<float*>(blk + w.group_len);
-      float* zs = sf + 8;
+      auto* hdr = reinterpret_cast<W4GroupHeader*>(blk + w.group_len);
       for (int i = 0; i < 8; ++i) {
-        const float sc = s(8 * t + i, g);
-        const int zero = (int)z(8 * t + i, g) - (i == 7 ? 8 : 0);
-        sf[i] = std::ldexp(sc, -4 * i);  // exact: power-of-two factor, stays normal
-        zs[i] = -(float)zero * sc;       // exact: small integer times an fp16 value
+        hdr->scale[i] = f32_to_fp16(s(8 * t + i, g));  // exact: s is already an fp16 value
+        hdr->zero[i] = (int8_t)((int)z(8 * t + i, g) - (i == 7 ? 8 : 0));
       }
     }
   }

@@ -17,6 +17,19 @@ alignas(32) constexpr uint32_t kMasks[8][8] = {
     AWQ_MASK_ROW(4), AWQ_MASK_ROW(5), AWQ_MASK_ROW(6), AWQ_MASK_ROW(7)};
 #undef AWQ_MASK_ROW
 
+// 16^-i: undoes the weight of nibble i after masking (2^-28 for the signed top nibble).
+alignas(32) constexpr float kInvNibbleWeight[8] = {1.0f,     0x1p-4f,  0x1p-8f,  0x1p-12f,
+                                                   0x1p-16f, 0x1p-20f, 0x1p-24f, 0x1p-28f};
+
+// Per-row factors of one group (see w4.h): sf = s * 16^-i, zs = -zero * s (both exact).
+inline void group_factors(const W4GroupHeader* h, __m256* sf, __m256* zs) {
+  const __m256 s = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h->scale)));
+  const __m256 z = _mm256_cvtepi32_ps(
+      _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(h->zero))));
+  *sf = _mm256_mul_ps(s, _mm256_load_ps(kInvNibbleWeight));
+  *zs = _mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), z), s);
+}
+
 inline __m256i mask(int r) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(kMasks[r])); }
 
 // Lane r of the result = horizontal sum of v[r] (8 vectors -> one).
@@ -55,8 +68,8 @@ void decode_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, __m256
   }
   for (int g = 0; g < w.n_groups; ++g) {
     const uint32_t* blk = w.group_block(t, g);
-    const __m256 sf = _mm256_load_ps(reinterpret_cast<const float*>(blk + w.group_len));
-    const __m256 zs = _mm256_load_ps(reinterpret_cast<const float*>(blk + w.group_len + 8));
+    __m256 sf, zs;
+    group_factors(w.group_header(t, g), &sf, &zs);
     const size_t k0 = (size_t)g * w.group_len;
     alignas(32) float sums[MC][8];
     __m256 sums8[MC];
@@ -124,8 +137,11 @@ void dequant_avx2(const W4Matrix& w, int tile_begin, int tile_end, float* out, s
     float* o = out + (size_t)(t - tile_begin) * 8 * ldo;
     for (int g = 0; g < w.n_groups; ++g) {
       const uint32_t* blk = w.group_block(t, g);
-      const float* sf = reinterpret_cast<const float*>(blk + w.group_len);
-      const float* zs = sf + 8;
+      alignas(32) float sf[8], zs[8];
+      __m256 sfv, zsv;
+      group_factors(w.group_header(t, g), &sfv, &zsv);
+      _mm256_store_ps(sf, sfv);
+      _mm256_store_ps(zs, zsv);
       const int k0 = g * w.group_len;
       for (int r = 0; r < 8; ++r) {
         const __m256 s = _mm256_broadcast_ss(sf + r), zsr = _mm256_broadcast_ss(zs + r);

@@ -4,14 +4,11 @@
 #include <cstring>
 #include <vector>
 
+#include "core/half.h"
 #include "kernels/cpu/w4_kernels.h"
 
 namespace awq::ref {
 namespace {
-
-const float* header(const W4Matrix& w, int n, int g) {
-  return reinterpret_cast<const float*>(w.group_block(n / 8, g) + w.group_len);
-}
 
 // Dequantize W[n][k0 .. k0+len) for one group g into out[0 .. len).
 void dequant_group(const W4Matrix& w, int n, int g, float* out) {
@@ -37,16 +34,11 @@ uint8_t w4_code(const W4Matrix& w, int n, int k) {
 }
 
 float w4_scale(const W4Matrix& w, int n, int g) {
-  return std::ldexp(header(w, n, g)[n % 8], 4 * (n % 8));
+  return fp16_to_f32(w.group_header(n / 8, g)->scale[n % 8]);
 }
 
 uint8_t w4_zero(const W4Matrix& w, int n, int g) {
-  const int i = n % 8;
-  const float s = w4_scale(w, n, g);
-  // zs = -(z - off) * s; s == 0 only for all-zero scales, where the zero point is unrecoverable
-  // (and irrelevant): report 0.
-  if (s == 0.0f) return 0;
-  return (uint8_t)(std::lround(-header(w, n, g)[8 + i] / s) + (i == 7 ? 8 : 0));
+  return (uint8_t)(w.group_header(n / 8, g)->zero[n % 8] + (n % 8 == 7 ? 8 : 0));
 }
 
 void w4_dequantize(const W4Matrix& w, float* out) {
