@@ -63,11 +63,12 @@ void decode_path(const detail::W4Kernels& kern, const W4Matrix& w, const float* 
     kern.decode(w, args, 0, T);
     return;
   }
-#pragma omp parallel num_threads(nt)
-  {
-    const int t = omp_get_thread_num(), n = omp_get_num_threads();
-    kern.decode(w, args, (int)((long)T * t / n), (int)((long)T * (t + 1) / n));
-  }
+  // Dynamic chunks (~8 per thread, each a contiguous run of tiles): a thread that is descheduled
+  // on a shared machine does not hold the others back at the join.
+  const int chunk = std::max(1, T / (nt * 8));
+  const int n_chunks = (T + chunk - 1) / chunk;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+  for (int c = 0; c < n_chunks; ++c) kern.decode(w, args, c * chunk, std::min(T, (c + 1) * chunk));
 }
 
 void add_bias(float* y, int M, int N, const float* bias) {
