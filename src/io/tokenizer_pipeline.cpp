@@ -271,7 +271,7 @@ class PreByteLevel : public PreTokenizer {
     out.reserve(use_regex ? pieces.size() * 4 : pieces.size());
     std::vector<std::pair<size_t, size_t>> scratch;
     for (auto& p : pieces) {
-      if (add_prefix_space && (p.text.empty() || p.text[0] != ' ')) p.text.insert(0, " ");
+      if (add_prefix_space && (p.text.empty() || p.text[0] != ' ')) p.text = " " + p.text;
       if (use_regex)
         split_piece(p, gpt2, false, Behavior::Isolated, out, scratch);
       else if (!p.text.empty())

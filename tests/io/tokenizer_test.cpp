@@ -48,9 +48,11 @@ json read_json(const std::string& path) {
 }
 
 std::string ids_str(const std::vector<int32_t>& v, size_t from = 0, size_t n = SIZE_MAX) {
-  std::string s = "[";
-  for (size_t i = from; i < v.size() && i - from < n; ++i) s += (i > from ? " " : "") + std::to_string(v[i]);
-  return s + "]";
+  std::ostringstream os;
+  os << "[";
+  for (size_t i = from; i < v.size() && i - from < n; ++i) os << (i > from ? " " : "") << v[i];
+  os << "]";
+  return os.str();
 }
 
 // "ids differ at 3: got [..] expected [..]" or "" when equal.
