@@ -95,6 +95,22 @@ HARD_CASES = [
 ]
 
 
+def random_cases(n=120, seed=1234):
+    """Seeded random strings mixing scripts, whitespace, digits, punctuation and added tokens,
+    to exercise the added-token flags and regex edges beyond the hand-written cases."""
+    import random
+    rng = random.Random(seed)
+    atoms = ["a", "Z", "é", "e\u0301", "ß", "Ω", "ж", "日", "한", "ع", "😀", "👍🏽", "\u200d", "1", "42",
+             "999", " ", "  ", "\t", "\n", "\r\n", "\u00a0", "'s", "'LL", "'t", ".", ",", "!?", "_",
+             "-", "(", "]", "{", "#", "$", "<", ">", "|", "<|im_start|>", "<|im_end|>",
+             "<|endoftext|>", "<|eot_id|>", "<mask>", "hello_world", " spaced", "<s>", "</s>",
+             "the", " the", "The", "ing", "Hello", " world", "\\", "\"", "\x00", "\x7f"]
+    out = []
+    for _ in range(n):
+        out.append("".join(rng.choice(atoms) for _ in range(rng.randint(1, 14))))
+    return out
+
+
 def fnv1a64(data: bytes) -> int:
     h = 0xcbf29ce484222325
     for b in data:
@@ -105,7 +121,7 @@ def fnv1a64(data: bytes) -> int:
 
 def write_cases(tok: Tokenizer, name: str):
     cases = []
-    for text in HARD_CASES:
+    for text in HARD_CASES + random_cases():
         with_special = tok.encode(text, add_special_tokens=True).ids
         plain = tok.encode(text, add_special_tokens=False).ids
         cases.append({
@@ -228,6 +244,12 @@ def tiny_gpt2digits(text):
     save_tiny(Tokenizer.from_str(json.dumps(data)), "tiny_gpt2digits")
 
 
+def ascii_only(text):
+    # Train the byte-fallback models on ASCII only, so every other character falls back to
+    # <0xNN> tokens (deterministic, unlike the trainer's limit_alphabet tie-breaking).
+    return [line.encode("ascii", "ignore").decode() for line in text]
+
+
 def with_byte_tokens(tok: Tokenizer) -> Tokenizer:
     # Append <0x00>..<0xFF> to the model vocab (as in Llama-2), not as added tokens.
     data = json.loads(tok.to_str())
@@ -245,9 +267,9 @@ def with_byte_tokens(tok: Tokenizer) -> Tokenizer:
 def tiny_bytefallback(text):
     tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
     tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
-    trainer = trainers.BpeTrainer(vocab_size=500, show_progress=False, limit_alphabet=70,
+    trainer = trainers.BpeTrainer(vocab_size=500, show_progress=False,
                                   special_tokens=["<unk>", "<s>", "</s>"])
-    tok.train_from_iterator(text, trainer)
+    tok.train_from_iterator(ascii_only(text), trainer)
     tok = with_byte_tokens(tok)
     tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(),
                                      decoders.Fuse(), decoders.Strip(" ", 1, 0)])
@@ -259,9 +281,9 @@ def tiny_bytefallback(text):
 def tiny_metaspace(text):
     tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
-    trainer = trainers.BpeTrainer(vocab_size=500, show_progress=False, limit_alphabet=70,
+    trainer = trainers.BpeTrainer(vocab_size=500, show_progress=False,
                                   special_tokens=["<unk>", "<s>", "</s>"])
-    tok.train_from_iterator(text, trainer)
+    tok.train_from_iterator(ascii_only(text), trainer)
     tok = with_byte_tokens(tok)
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
     tok.decoder = decoders.Sequence([decoders.Metaspace(replacement="▁", prepend_scheme="first"),

@@ -105,8 +105,7 @@ void TokenizerImpl::split_added(std::string_view s, const AddedMatcher& m,
   size_t start_offset = 0, from = 0, pos = 0;
   while (const AddedToken* t = m.next(s, from, &pos)) {
     size_t start = pos, stop = pos + t->match.size();
-    from = stop;
-    if (start < start_offset) continue;  // inside the whitespace an rstrip already took
+    from = stop;  // the search goes on after the match itself, not after what rstrip took
     if (t->single_word) {
       const bool space_before = start == 0 || !is_char(word_char, s.substr(0, start), true);
       const bool space_after = stop == s.size() || !is_char(word_char, s.substr(stop), false);
@@ -127,8 +126,9 @@ void TokenizerImpl::split_added(std::string_view s, const AddedMatcher& m,
       }
     }
     if (start_offset < start) out.push_back({start_offset, start, -1});
-    out.push_back({start, stop, t->id});
-    start_offset = stop;
+    // A match may start inside whitespace an rstrip already took: HF still emits it.
+    out.push_back({std::max(start, start_offset), std::max(stop, start_offset), t->id});
+    start_offset = std::max(start_offset, stop);
   }
   if (start_offset < s.size()) out.push_back({start_offset, s.size(), -1});
 }
