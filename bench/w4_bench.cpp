@@ -109,8 +109,9 @@ int main(int argc, char** argv) {
           std::to_string(s.K) + "/" + std::to_string(s.N) + "/" + std::to_string(M);
       for (Isa isa : awq::w4_available_isas()) {
         if (isa == Isa::Scalar && (M > 16 || s.K * s.N > 1 << 20)) continue;  // too slow to matter
-        benchmark::RegisterBenchmark(("w4/" + std::string(awq::isa_name(isa)) + "/" + shape).c_str(),
-                                     bm_w4, isa, s.K, s.N, M, 1)
+        benchmark::RegisterBenchmark(
+            ("w4/" + std::string(awq::isa_name(isa)) + "/" + shape).c_str(), bm_w4, isa, s.K, s.N,
+            M, 1)
             ->UseRealTime()
             ->Unit(benchmark::kMicrosecond);
       }

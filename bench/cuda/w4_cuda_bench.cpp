@@ -30,8 +30,10 @@ T* upload_random(size_t n, uint32_t seed, bool halves) {
 
 void report(benchmark::State& st, double weight_bytes, int M, int K, int N) {
   const double it = (double)st.iterations();
-  st.counters["weight_GB/s"] = benchmark::Counter(weight_bytes * it / 1e9, benchmark::Counter::kIsRate);
-  st.counters["TFLOP/s"] = benchmark::Counter(2.0 * M * K * N * it / 1e12, benchmark::Counter::kIsRate);
+  st.counters["weight_GB/s"] =
+      benchmark::Counter(weight_bytes * it / 1e9, benchmark::Counter::kIsRate);
+  st.counters["TFLOP/s"] =
+      benchmark::Counter(2.0 * M * K * N * it / 1e12, benchmark::Counter::kIsRate);
 }
 
 void bm_w4(benchmark::State& st, int K, int N, int M) {
@@ -101,11 +103,14 @@ int main(int argc, char** argv) {
   const int shapes[][2] = {{4096, 4096}, {4096, 11008}, {11008, 4096}};
   for (const auto& s : shapes)
     for (int M : {1, 4, 16, 64, 256}) {
-      const std::string tag = std::to_string(s[0]) + "/" + std::to_string(s[1]) + "/" + std::to_string(M);
+      const std::string tag =
+          std::to_string(s[0]) + "/" + std::to_string(s[1]) + "/" + std::to_string(M);
       benchmark::RegisterBenchmark(("cuda_w4/" + tag).c_str(), bm_w4, s[0], s[1], M)
-          ->UseManualTime()->Unit(benchmark::kMicrosecond);
+          ->UseManualTime()
+          ->Unit(benchmark::kMicrosecond);
       benchmark::RegisterBenchmark(("cublas_f16/" + tag).c_str(), bm_cublas, s[0], s[1], M)
-          ->UseManualTime()->Unit(benchmark::kMicrosecond);
+          ->UseManualTime()
+          ->Unit(benchmark::kMicrosecond);
     }
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();

@@ -55,7 +55,9 @@ struct AlignedAllocator {
   }
   void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
   template <class U>
-  bool operator==(const AlignedAllocator<U>&) const { return true; }
+  bool operator==(const AlignedAllocator<U>&) const {
+    return true;
+  }
 };
 
 // A linear layer's weight in AWQ 4-bit groups, repacked at load time for the CPU kernels.

@@ -93,13 +93,13 @@ void prefill_shared(const detail::W4Kernels& kern, const W4Matrix& w, const floa
     const int t0 = n0 / 8, t1 = (n0 + nb) / 8;
 #pragma omp parallel for schedule(static)
     for (int t = t0; t < t1; ++t) kern.dequant(w, t, t + 1, buf + (size_t)(t - t0) * 8 * Kp, Kp);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nb, w.K, 1.0f, x, w.K, buf, Kp,
-                0.0f, y + n0, w.N);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nb, w.K, 1.0f, x, w.K, buf, Kp, 0.0f,
+                y + n0, w.N);
   }
 }
 
-void prefill_path(const detail::W4Kernels& kern, const W4Matrix& w, const float* x, int M,
-                  float* y, const float* bias) {
+void prefill_path(const detail::W4Kernels& kern, const W4Matrix& w, const float* x, int M, float* y,
+                  const float* bias) {
   prefill_shared(kern, w, x, M, y, kPrefillBlockBytes);
   add_bias(y, M, w.N, bias);
 }

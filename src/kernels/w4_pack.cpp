@@ -15,16 +15,14 @@ constexpr int kAwqNibbleOf[8] = {0, 4, 1, 5, 2, 6, 3, 7};
 static_assert(kAwqOrder[kAwqNibbleOf[3]] == 3 && kAwqOrder[kAwqNibbleOf[6]] == 6);
 
 Expected<int> check_shape(const char* fn, int K, int N, int group_size) {
-  if (K <= 0 || N <= 0)
-    return make_error(fn, ": K and N must be positive, got K=", K, " N=", N);
+  if (K <= 0 || N <= 0) return make_error(fn, ": K and N must be positive, got K=", K, " N=", N);
   if (N % 8 != 0)
     return make_error(fn, ": N (output features) must be a multiple of 8, got N=", N,
                       " (AWQ packs 8 output columns per int32)");
   int G = group_size == -1 ? K : group_size;
   if (G <= 0)
     return make_error(fn, ": group_size must be positive or -1 (per-channel), got ", group_size);
-  if (K % G != 0)
-    return make_error(fn, ": K=", K, " is not a multiple of group_size=", G);
+  if (K % G != 0) return make_error(fn, ": K=", K, " is not a multiple of group_size=", G);
   if (G != K && G % 16 != 0)
     return make_error(fn, ": group_size=", G,
                       " not supported; use a multiple of 16 (32, 64, 128) or -1 (per-channel)");
@@ -80,8 +78,8 @@ Expected<W4Matrix> w4_from_codes(const uint8_t* q, const uint8_t* z, const float
       return make_error("w4_from_codes: zero z[", i / n_groups, "][", i % n_groups,
                         "] = ", (int)z[i], " is outside [0, 15]");
     if (!std::isfinite(round_fp16(s[i])))
-      return make_error("w4_from_codes: scale s[", i / n_groups, "][", i % n_groups,
-                        "] = ", s[i], " is not finite in fp16");
+      return make_error("w4_from_codes: scale s[", i / n_groups, "][", i % n_groups, "] = ", s[i],
+                        " is not finite in fp16");
   }
   return build(
       K, N, G, [&](int n, int k) { return q[(size_t)n * K + k]; },

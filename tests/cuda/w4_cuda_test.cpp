@@ -1,5 +1,7 @@
 // CUDA W4A16 and element-wise kernels against CPU references (double precision from the codes /
 // the fp16 inputs). Skipped when no CUDA device is present.
+#include "kernels/cuda/w4_cuda.h"
+
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
@@ -9,7 +11,6 @@
 #include <vector>
 
 #include "core/half.h"
-#include "kernels/cuda/w4_cuda.h"
 
 namespace awq::cuda {
 namespace {
@@ -26,7 +27,9 @@ struct DeviceBuf {
     EXPECT_EQ(cudaMalloc(reinterpret_cast<void**>(&p), h.size() * sizeof(T) + 1), cudaSuccess);
     EXPECT_EQ(cudaMemcpy(p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
   }
-  explicit DeviceBuf(size_t n) { EXPECT_EQ(cudaMalloc(reinterpret_cast<void**>(&p), n * sizeof(T) + 1), cudaSuccess); }
+  explicit DeviceBuf(size_t n) {
+    EXPECT_EQ(cudaMalloc(reinterpret_cast<void**>(&p), n * sizeof(T) + 1), cudaSuccess);
+  }
   ~DeviceBuf() { cudaFree(p); }
   std::vector<T> get(size_t n) const {
     std::vector<T> h(n);
@@ -65,13 +68,15 @@ Layer make_layer(int K, int N, int group_size, uint32_t seed) {
   for (int k = 0; k < K; ++k)
     for (int j = 0; j < nw; ++j) {
       uint32_t word = 0;
-      for (int i = 0; i < 8; ++i) word |= (uint32_t)L.q[(size_t)(8 * j + kOrder[i]) * K + k] << (4 * i);
+      for (int i = 0; i < 8; ++i)
+        word |= (uint32_t)L.q[(size_t)(8 * j + kOrder[i]) * K + k] << (4 * i);
       L.qweight[(size_t)k * nw + j] = (int32_t)word;
     }
   for (int g = 0; g < ng; ++g) {
     for (int j = 0; j < nw; ++j) {
       uint32_t word = 0;
-      for (int i = 0; i < 8; ++i) word |= (uint32_t)L.z[(size_t)(8 * j + kOrder[i]) * ng + g] << (4 * i);
+      for (int i = 0; i < 8; ++i)
+        word |= (uint32_t)L.z[(size_t)(8 * j + kOrder[i]) * ng + g] << (4 * i);
       L.qzeros[(size_t)g * nw + j] = (int32_t)word;
     }
     for (int n = 0; n < N; ++n) L.scales[(size_t)g * N + n] = f32_to_fp16(L.s[(size_t)n * ng + g]);
@@ -100,7 +105,8 @@ void check_matmul(const Layer& L, const std::vector<uint16_t>& x, int M,
         ref += t;
         mag += std::fabs(t);
       }
-      const double tol = mag * (std::ldexp(1.0, -10) + (L.K + 8) * 1.2e-7) + std::fabs(ref) * std::ldexp(1.0, -10);
+      const double tol =
+          mag * (std::ldexp(1.0, -10) + (L.K + 8) * 1.2e-7) + std::fabs(ref) * std::ldexp(1.0, -10);
       ASSERT_NEAR(fp16_to_f32(y[(size_t)m * L.N + n]), ref, tol)
           << what << " K=" << L.K << " N=" << L.N << " G=" << L.G << " M=" << M << " m=" << m
           << " n=" << n;
@@ -110,8 +116,8 @@ void check_matmul(const Layer& L, const std::vector<uint16_t>& x, int M,
 struct Shape {
   int K, N, G;
 };
-const Shape kShapes[] = {{384, 8, 128}, {640, 72, 32}, {576, 200, 64}, {1536, 24, 128},
-                         {200, 24, -1}, {4096, 264, 128}};
+const Shape kShapes[] = {{384, 8, 128},   {640, 72, 32}, {576, 200, 64},
+                         {1536, 24, 128}, {200, 24, -1}, {4096, 264, 128}};
 
 TEST(CudaW4, GemvMatchesReference) {
   SKIP_WITHOUT_GPU();
@@ -245,7 +251,8 @@ TEST(CudaElementwise, AttentionDecodeMatchesCpu) {
     for (auto& v : sc) sum += (v = std::exp(v - mx));
     for (int i = 0; i < D; ++i) {
       double ref = 0;
-      for (int t = 0; t < n_ctx; ++t) ref += sc[t] / sum * fp16_to_f32(vc[((size_t)t * KVH + kvh) * D + i]);
+      for (int t = 0; t < n_ctx; ++t)
+        ref += sc[t] / sum * fp16_to_f32(vc[((size_t)t * KVH + kvh) * D + i]);
       ASSERT_NEAR(fp16_to_f32(out[h * D + i]), ref, 2e-3) << h << "," << i;
     }
   }

@@ -1,5 +1,7 @@
 // W4 kernels: packing (bit-exact), dequantization (bit-exact), and every ISA this host runs
 // against an independent double-precision reference computed from the original codes.
+#include "kernels/w4.h"
+
 #include <gtest/gtest.h>
 
 #include <cfloat>
@@ -13,7 +15,6 @@
 #include "kernels/cpu/w4_kernels.h"
 #include "kernels/gemm.h"
 #include "kernels/ref/w4_ref.h"
-#include "kernels/w4.h"
 
 namespace awq {
 namespace {
@@ -75,16 +76,19 @@ AwqTensors pack_awq(const Codes& c) {
   for (int k = 0; k < c.K; ++k)
     for (int j = 0; j < nw; ++j) {
       uint32_t word = 0;
-      for (int i = 0; i < 8; ++i) word |= (uint32_t)c.q[(size_t)(8 * j + kOrder[i]) * c.K + k] << (4 * i);
+      for (int i = 0; i < 8; ++i)
+        word |= (uint32_t)c.q[(size_t)(8 * j + kOrder[i]) * c.K + k] << (4 * i);
       t.qweight[(size_t)k * nw + j] = (int32_t)word;
     }
   for (int g = 0; g < c.ng(); ++g) {
     for (int j = 0; j < nw; ++j) {
       uint32_t word = 0;
-      for (int i = 0; i < 8; ++i) word |= (uint32_t)c.z[(size_t)(8 * j + kOrder[i]) * c.ng() + g] << (4 * i);
+      for (int i = 0; i < 8; ++i)
+        word |= (uint32_t)c.z[(size_t)(8 * j + kOrder[i]) * c.ng() + g] << (4 * i);
       t.qzeros[(size_t)g * nw + j] = (int32_t)word;
     }
-    for (int n = 0; n < c.N; ++n) t.scales[(size_t)g * c.N + n] = f32_to_fp16(c.s[(size_t)n * c.ng() + g]);
+    for (int n = 0; n < c.N; ++n)
+      t.scales[(size_t)g * c.N + n] = f32_to_fp16(c.s[(size_t)n * c.ng() + g]);
   }
   return t;
 }
@@ -131,7 +135,8 @@ TEST(W4Pack, HandPackedAwqTinyVector) {
 }
 
 TEST(W4Pack, FromAwqEqualsFromCodesBitExact) {
-  const int shapes[][3] = {{384, 24, 128}, {640, 72, 32}, {576, 200, 64}, {100, 8, -1}, {64, 16, 16}};
+  const int shapes[][3] = {
+      {384, 24, 128}, {640, 72, 32}, {576, 200, 64}, {100, 8, -1}, {64, 16, 16}};
   for (const auto& sh : shapes) {
     const Codes c = random_codes(sh[0], sh[1], sh[2], 7 + sh[0], false);
     const AwqTensors t = pack_awq(c);
@@ -196,7 +201,8 @@ TEST(W4Pack, BadShapesAndValuesAreErrors) {
 // Dequantization: bit-exact (q - z) * s on every ISA.
 
 TEST(W4Dequant, BitExactOnEveryIsa) {
-  const int shapes[][3] = {{384, 24, 128}, {640, 72, 32}, {576, 200, 64}, {200, 8, -1}, {37, 16, -1}};
+  const int shapes[][3] = {
+      {384, 24, 128}, {640, 72, 32}, {576, 200, 64}, {200, 8, -1}, {37, 16, -1}};
   for (const auto& sh : shapes) {
     const Codes c = random_codes(sh[0], sh[1], sh[2], 11 + sh[1], false);
     const W4Matrix w = make_w4(c);
@@ -208,7 +214,8 @@ TEST(W4Dequant, BitExactOnEveryIsa) {
       std::vector<float> out((size_t)c.N * c.K, -12345.0f);
       w4_dequantize_isa(isa, w, out.data());
       for (size_t i = 0; i < out.size(); ++i)
-        ASSERT_EQ(out[i], ref_out[i]) << isa_label(isa) << " K=" << c.K << " N=" << c.N << " i=" << i;
+        ASSERT_EQ(out[i], ref_out[i])
+            << isa_label(isa) << " K=" << c.K << " N=" << c.N << " i=" << i;
     }
   }
 }
@@ -220,9 +227,9 @@ struct MatmulCase {
   int K, N, group_size;
 };
 const MatmulCase kCases[] = {
-    {384, 8, 128},  {384, 72, 32},  {384, 200, 64}, {640, 24, 128}, {640, 200, 32},
-    {576, 24, 64},  {576, 72, 32},  {576, 200, -1}, {1536, 8, 128}, {1536, 72, 64},
-    {1536, 24, 32}, {200, 24, -1},  {37, 8, -1},    {640, 8, 64},
+    {384, 8, 128},  {384, 72, 32}, {384, 200, 64}, {640, 24, 128}, {640, 200, 32},
+    {576, 24, 64},  {576, 72, 32}, {576, 200, -1}, {1536, 8, 128}, {1536, 72, 64},
+    {1536, 24, 32}, {200, 24, -1}, {37, 8, -1},    {640, 8, 64},
 };
 const int kBatches[] = {1, 2, 3, 4, 7, 8, 16, 33, 64};
 
@@ -305,9 +312,9 @@ TEST_P(W4MatmulPaths, RandomDataWithinDerivedTolerance) {
 // decode_max_m: 0 = always dequant + sgemm; 64 = always the decode kernel; -1 = default split.
 INSTANTIATE_TEST_SUITE_P(Paths, W4MatmulPaths, ::testing::Values(-1, 0, 64),
                          [](const ::testing::TestParamInfo<int>& p) {
-                           return p.param < 0 ? std::string("Default")
-                                              : p.param == 0 ? std::string("Sgemm")
-                                                             : std::string("Decode");
+                           return p.param < 0    ? std::string("Default")
+                                  : p.param == 0 ? std::string("Sgemm")
+                                                 : std::string("Decode");
                          });
 
 TEST(W4Matmul, NoBiasAndDispatchAgree) {

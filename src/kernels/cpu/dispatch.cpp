@@ -2,10 +2,10 @@
 // AWQ_ISA=scalar|avx2|avx512 override. Compiled for baseline x86-64.
 #include <cpuid.h>
 
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <cctype>
 #include <string>
 
 #include "kernels/cpu/w4_kernels.h"
@@ -68,18 +68,24 @@ Isa select_isa() {
 
 const char* isa_name(Isa isa) {
   switch (isa) {
-    case Isa::Scalar: return "scalar";
-    case Isa::Avx2: return "avx2";
-    case Isa::Avx512: return "avx512";
+    case Isa::Scalar:
+      return "scalar";
+    case Isa::Avx2:
+      return "avx2";
+    case Isa::Avx512:
+      return "avx512";
   }
   return "?";
 }
 
 bool w4_isa_available(Isa isa) {
   switch (isa) {
-    case Isa::Scalar: return true;
-    case Isa::Avx2: return host().avx2;
-    case Isa::Avx512: return host().avx512;
+    case Isa::Scalar:
+      return true;
+    case Isa::Avx2:
+      return host().avx2;
+    case Isa::Avx512:
+      return host().avx512;
   }
   return false;
 }
@@ -111,9 +117,8 @@ Isa w4_resolve_isa(const char* requested, std::string* warning) {
     want = Isa::Avx512;
   } else {
     if (warning)
-      *warning = "AWQ_ISA=" + std::string(requested) +
-                 " is not one of scalar|avx2|avx512; using " + isa_name(best_isa()) +
-                 " (the best this host supports)";
+      *warning = "AWQ_ISA=" + std::string(requested) + " is not one of scalar|avx2|avx512; using " +
+                 isa_name(best_isa()) + " (the best this host supports)";
     return best_isa();
   }
   if (!w4_isa_available(want)) {
@@ -131,9 +136,12 @@ const W4Kernels& w4_kernels(Isa isa) {
   static const W4Kernels avx2 = host().avx2 ? w4_kernels_avx2() : scalar;
   static const W4Kernels avx512 = host().avx512 ? w4_kernels_avx512() : scalar;
   switch (isa) {
-    case Isa::Avx2: return avx2;
-    case Isa::Avx512: return avx512;
-    default: return scalar;
+    case Isa::Avx2:
+      return avx2;
+    case Isa::Avx512:
+      return avx512;
+    default:
+      return scalar;
   }
 }
 

@@ -11,8 +11,11 @@ namespace awq::detail {
 namespace {
 
 alignas(32) constexpr uint32_t kMasks[8][8] = {
-#define AWQ_MASK_ROW(r) {0xFu << (4 * r), 0xFu << (4 * r), 0xFu << (4 * r), 0xFu << (4 * r), \
-                         0xFu << (4 * r), 0xFu << (4 * r), 0xFu << (4 * r), 0xFu << (4 * r)}
+#define AWQ_MASK_ROW(r)                                                                  \
+  {                                                                                      \
+    0xFu << (4 * r), 0xFu << (4 * r), 0xFu << (4 * r), 0xFu << (4 * r), 0xFu << (4 * r), \
+        0xFu << (4 * r), 0xFu << (4 * r), 0xFu << (4 * r)                                \
+  }
     AWQ_MASK_ROW(0), AWQ_MASK_ROW(1), AWQ_MASK_ROW(2), AWQ_MASK_ROW(3),
     AWQ_MASK_ROW(4), AWQ_MASK_ROW(5), AWQ_MASK_ROW(6), AWQ_MASK_ROW(7)};
 #undef AWQ_MASK_ROW
@@ -30,7 +33,9 @@ inline void group_factors(const W4GroupHeader* h, __m256* sf, __m256* zs) {
   *zs = _mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), z), s);
 }
 
-inline __m256i mask(int r) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(kMasks[r])); }
+inline __m256i mask(int r) {
+  return _mm256_load_si256(reinterpret_cast<const __m256i*>(kMasks[r]));
+}
 
 // Lane r of the result = horizontal sum of v[r] (8 vectors -> one).
 inline __m256 reduce8(const __m256* v) {

@@ -115,7 +115,8 @@ void dequant_avx512(const W4Matrix& w, int tile_begin, int tile_end, float* out,
         for (int b = 0; b < nb; ++b) {
           const int k = k0 + 16 * b;
           const __m512i v = _mm512_loadu_si512(blk + 16 * b);
-          const __m512 wv = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(v, mask(r))), s, zsr);
+          const __m512 wv =
+              _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(v, mask(r))), s, zsr);
           if (k + 16 <= w.K) {
             _mm512_storeu_ps(orow + k, wv);
           } else if (k < w.K) {  // per-channel padding tail

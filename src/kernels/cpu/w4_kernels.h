@@ -21,8 +21,7 @@ struct W4DecodeArgs {
 
 // y rows for output tiles [tile_begin, tile_end) (rows 8*tile_begin ..). Single-threaded; the
 // driver splits tiles across threads.
-using W4DecodeFn = void (*)(const W4Matrix& w, const W4DecodeArgs& a, int tile_begin,
-                            int tile_end);
+using W4DecodeFn = void (*)(const W4Matrix& w, const W4DecodeArgs& a, int tile_begin, int tile_end);
 // out[r][k] = W[8*tile_begin + r][k] for k < w.K (bit-exact (q - z) * s); ldo >= w.K.
 using W4DequantFn = void (*)(const W4Matrix& w, int tile_begin, int tile_end, float* out,
                              size_t ldo);

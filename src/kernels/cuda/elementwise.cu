@@ -80,8 +80,8 @@ __global__ void add_kernel(const __half* a, const __half* b, __half* out, size_t
 
 // One block per query head; scores for all positions in dynamic shared memory.
 __global__ void attention_decode_kernel(const __half* q, const __half* k_cache,
-                                        const __half* v_cache, __half* out, int n_ctx,
-                                        int n_heads, int n_kv_heads, int head_dim, float scale) {
+                                        const __half* v_cache, __half* out, int n_ctx, int n_heads,
+                                        int n_kv_heads, int head_dim, float scale) {
   extern __shared__ float smem[];  // [head_dim] q, then [n_ctx] scores
   float* qs = smem;
   float* scores = smem + head_dim;
@@ -149,15 +149,15 @@ CudaStatus add_f16(const uint16_t* a, const uint16_t* b, uint16_t* out, size_t n
                    cudaStream_t stream) {
   if (!a || !b || !out) return CudaStatus::InvalidArgument;
   if (n == 0) return CudaStatus::Ok;
-  add_kernel<<<(unsigned)((n + 255) / 256), 256, 0, stream>>>(
-      reinterpret_cast<const __half*>(a), reinterpret_cast<const __half*>(b),
-      reinterpret_cast<__half*>(out), n);
+  add_kernel<<<(unsigned)((n + 255) / 256), 256, 0, stream>>>(reinterpret_cast<const __half*>(a),
+                                                              reinterpret_cast<const __half*>(b),
+                                                              reinterpret_cast<__half*>(out), n);
   return check_launch();
 }
 
 CudaStatus attention_decode_f16(const uint16_t* q, const uint16_t* k_cache, const uint16_t* v_cache,
-                                uint16_t* out, int n_ctx, int n_heads, int n_kv_heads,
-                                int head_dim, float scale, cudaStream_t stream) {
+                                uint16_t* out, int n_ctx, int n_heads, int n_kv_heads, int head_dim,
+                                float scale, cudaStream_t stream) {
   if (!q || !k_cache || !v_cache || !out || n_ctx < 1 || n_ctx > 16384 || n_heads <= 0 ||
       n_kv_heads <= 0 || n_heads % n_kv_heads || head_dim <= 0 || head_dim > 256)
     return CudaStatus::InvalidArgument;
@@ -177,10 +177,14 @@ CudaStatus attention_decode_f16(const uint16_t* q, const uint16_t* k_cache, cons
 
 const char* status_string(CudaStatus s) {
   switch (s) {
-    case CudaStatus::Ok: return "ok";
-    case CudaStatus::InvalidArgument: return "invalid argument (unsupported shape or null pointer)";
-    case CudaStatus::LaunchFailed: return "kernel launch failed";
-    case CudaStatus::NoDevice: return "no CUDA device";
+    case CudaStatus::Ok:
+      return "ok";
+    case CudaStatus::InvalidArgument:
+      return "invalid argument (unsupported shape or null pointer)";
+    case CudaStatus::LaunchFailed:
+      return "kernel launch failed";
+    case CudaStatus::NoDevice:
+      return "no CUDA device";
   }
   return "unknown";
 }

@@ -63,11 +63,13 @@ CudaStatus silu_mul_f16(const uint16_t* gate, const uint16_t* up, uint16_t* out,
 CudaStatus add_f16(const uint16_t* a, const uint16_t* b, uint16_t* out, size_t n,
                    cudaStream_t stream);
 // Single-token attention over a KV cache (decode), grouped-query:
-//   q: [n_heads][head_dim]; k_cache, v_cache: [n_ctx][n_kv_heads][head_dim]; out: [n_heads][head_dim]
-//   out[h] = softmax(q[h] . k[t][h / (n_heads/n_kv_heads)] * scale) over t < n_ctx, times v.
-// n_heads % n_kv_heads == 0; head_dim <= 256; n_ctx >= 1 (scores kept in shared memory: n_ctx <= 16384).
+//   q: [n_heads][head_dim]; k_cache, v_cache: [n_ctx][n_kv_heads][head_dim]; out:
+//   [n_heads][head_dim] out[h] = softmax(q[h] . k[t][h / (n_heads/n_kv_heads)] * scale) over t <
+//   n_ctx, times v.
+// n_heads % n_kv_heads == 0; head_dim <= 256; n_ctx >= 1 (scores kept in shared memory: n_ctx <=
+// 16384).
 CudaStatus attention_decode_f16(const uint16_t* q, const uint16_t* k_cache, const uint16_t* v_cache,
-                                uint16_t* out, int n_ctx, int n_heads, int n_kv_heads,
-                                int head_dim, float scale, cudaStream_t stream);
+                                uint16_t* out, int n_ctx, int n_heads, int n_kv_heads, int head_dim,
+                                float scale, cudaStream_t stream);
 
 }  // namespace awq::cuda

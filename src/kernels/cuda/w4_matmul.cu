@@ -140,7 +140,8 @@ __global__ void gemm_kernel(const int32_t* __restrict__ qweight, const int32_t* 
     for (int kk = 0; kk < kBK; kk += 16) {
       wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> fa[2];
       wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major> fb[2];
-      for (int a = 0; a < 2; ++a) wmma::load_matrix_sync(fa[a], sA + (wm + 16 * a) * kLdA + kk, kLdA);
+      for (int a = 0; a < 2; ++a)
+        wmma::load_matrix_sync(fa[a], sA + (wm + 16 * a) * kLdA + kk, kLdA);
       for (int b = 0; b < 2; ++b) wmma::load_matrix_sync(fb[b], sB + kk * kLdB + wn + 16 * b, kLdB);
       for (int a = 0; a < 2; ++a)
         for (int b = 0; b < 2; ++b) wmma::mma_sync(acc[a][b], fa[a], fb[b], acc[a][b]);
@@ -184,8 +185,8 @@ size_t w4_gemv_workspace_bytes(const W4Device& w, int M) {
 CudaStatus w4a16_gemv(const W4Device& w, const uint16_t* x, int M, uint16_t* y,
                       const uint16_t* bias, float* workspace, size_t workspace_bytes,
                       cudaStream_t stream) {
-  if (!w4_shape_supported(w) || M < 1 || M > kGemvMaxBatch || !x || !y || !w.qweight ||
-      !w.qzeros || !w.scales || !workspace || workspace_bytes < w4_gemv_workspace_bytes(w, M))
+  if (!w4_shape_supported(w) || M < 1 || M > kGemvMaxBatch || !x || !y || !w.qweight || !w.qzeros ||
+      !w.scales || !workspace || workspace_bytes < w4_gemv_workspace_bytes(w, M))
     return CudaStatus::InvalidArgument;
   const int splits = gemv_splits(w);
   const int k_chunk = ((w.K + splits - 1) / splits + 7) / 8 * 8;
@@ -195,13 +196,14 @@ CudaStatus w4a16_gemv(const W4Device& w, const uint16_t* x, int M, uint16_t* y,
   const auto* sc = reinterpret_cast<const __half*>(w.scales);
   const int G = real_group(w);
   switch (M) {
-#define AWQ_GEMV_CASE(MM)                                                                       \
-  case MM:                                                                                      \
-    gemv_kernel<MM><<<grid, block, 0, stream>>>(w.qweight, w.qzeros, sc, xs, w.K, w.N, G,      \
-                                                k_chunk, workspace);                            \
+#define AWQ_GEMV_CASE(MM)                                                                          \
+  case MM:                                                                                         \
+    gemv_kernel<MM><<<grid, block, 0, stream>>>(w.qweight, w.qzeros, sc, xs, w.K, w.N, G, k_chunk, \
+                                                workspace);                                        \
     break;
-    AWQ_GEMV_CASE(1) AWQ_GEMV_CASE(2) AWQ_GEMV_CASE(3) AWQ_GEMV_CASE(4)
-    AWQ_GEMV_CASE(5) AWQ_GEMV_CASE(6) AWQ_GEMV_CASE(7) AWQ_GEMV_CASE(8)
+    AWQ_GEMV_CASE(1)
+    AWQ_GEMV_CASE(2) AWQ_GEMV_CASE(3) AWQ_GEMV_CASE(4) AWQ_GEMV_CASE(5) AWQ_GEMV_CASE(6)
+        AWQ_GEMV_CASE(7) AWQ_GEMV_CASE(8)
 #undef AWQ_GEMV_CASE
   }
   if (check_launch() != CudaStatus::Ok) return CudaStatus::LaunchFailed;
@@ -217,11 +219,10 @@ CudaStatus w4a16_gemm(const W4Device& w, const uint16_t* x, int M, uint16_t* y,
   if (!w4_shape_supported(w) || M < 1 || !x || !y || !w.qweight || !w.qzeros || !w.scales)
     return CudaStatus::InvalidArgument;
   const dim3 grid((w.N + kBN - 1) / kBN, (M + kBM - 1) / kBM);
-  gemm_kernel<<<grid, 128, 0, stream>>>(w.qweight, w.qzeros,
-                                        reinterpret_cast<const __half*>(w.scales),
-                                        reinterpret_cast<const __half*>(x), M, w.K, w.N,
-                                        real_group(w), reinterpret_cast<const __half*>(bias),
-                                        reinterpret_cast<__half*>(y));
+  gemm_kernel<<<grid, 128, 0, stream>>>(
+      w.qweight, w.qzeros, reinterpret_cast<const __half*>(w.scales),
+      reinterpret_cast<const __half*>(x), M, w.K, w.N, real_group(w),
+      reinterpret_cast<const __half*>(bias), reinterpret_cast<__half*>(y));
   return check_launch();
 }
 

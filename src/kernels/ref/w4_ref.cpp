@@ -83,7 +83,8 @@ void decode_scalar(const W4Matrix& w, const W4DecodeArgs& a, int tile_begin, int
 void dequant_scalar(const W4Matrix& w, int tile_begin, int tile_end, float* out, size_t ldo) {
   for (int n = 8 * tile_begin; n < 8 * tile_end; ++n)
     for (int g = 0; g < w.n_groups; ++g)
-      ref::dequant_group(w, n, g, out + (size_t)(n - 8 * tile_begin) * ldo + (size_t)g * w.group_size);
+      ref::dequant_group(w, n, g,
+                         out + (size_t)(n - 8 * tile_begin) * ldo + (size_t)g * w.group_size);
 }
 
 }  // namespace
