@@ -1,0 +1,99 @@
+// awq quantize MODEL OUT_DIR: AWQ (or RTN) quantization to an AutoAWQ GEMM checkpoint.
+#include <csignal>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "cli/command.h"
+#include "core/threads.h"
+#include "quant/quantize.h"
+
+namespace awq::cli {
+namespace {
+
+std::atomic<bool> g_cancel{false};
+extern "C" void on_sigint(int) { g_cancel.store(true); }
+
+struct QArgs {
+  std::string model, out, method = "awq", calib, format = "autoawq", report;
+  int w_bit = 4, group_size = 128, n_samples = 128, seqlen = 512, threads = 0, search_blocks = 0;
+  bool zero_point = true, no_clip = false, no_duo = false, overwrite = false;
+  std::vector<std::string> not_convert;
+};
+
+int run_quantize(const QArgs& a) {
+  set_num_threads(a.threads);
+  if (a.format != "autoawq")
+    return fail("--format " + a.format + " is not supported (supported: autoawq)");
+  QuantizeOptions o;
+  o.search.q.w_bit = a.w_bit;
+  o.search.q.group_size = a.group_size;
+  o.search.q.zero_point = a.zero_point;
+  o.search.clip = !a.no_clip;
+  o.search.duo_scaling = !a.no_duo;
+  if (a.method == "awq") o.method = QuantizeOptions::Method::Awq;
+  else if (a.method == "rtn") o.method = QuantizeOptions::Method::Rtn;
+  else return fail("--method " + a.method + " is not supported (expected awq or rtn)");
+  o.calib_path = a.calib;
+  o.n_samples = a.n_samples;
+  o.seqlen = a.seqlen;
+  o.search_blocks = a.search_blocks;
+  o.modules_to_not_convert = a.not_convert;
+  o.overwrite = a.overwrite;
+  o.cancel = &g_cancel;
+  std::signal(SIGINT, on_sigint);
+  std::signal(SIGTERM, on_sigint);
+  auto r = quantize_model(a.model, a.out, o);
+  std::signal(SIGINT, SIG_DFL);
+  if (!r) return fail(r.error());
+  for (const auto& w : r->warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  std::printf("wrote %s (%s w%d g%d%s) in %.1f s; calibration %d blocks x %d tokens\n",
+              a.out.c_str(), a.method.c_str(), a.w_bit, a.group_size,
+              a.zero_point ? " zp" : " sym", r->seconds, r->n_blocks, a.seqlen);
+  if (!a.report.empty()) {
+    nlohmann::json j;
+    j["seconds"] = r->seconds;
+    j["calib_blocks"] = r->n_blocks;
+    j["calib_tokens"] = r->calib_tokens;
+    j["samples_used"] = r->samples_used;
+    for (const auto& g : r->groups)
+      j["groups"].push_back({{"layer", g.layer}, {"group", g.group}, {"best_index", g.best_index},
+                             {"loss_best", g.loss_best}, {"loss_identity", g.loss_identity},
+                             {"fallback", g.fallback}});
+    j["warnings"] = r->warnings;
+    FILE* f = std::fopen(a.report.c_str(), "w");
+    if (!f) return fail("--report: cannot write " + a.report);
+    std::fprintf(f, "%s\n", j.dump(1).c_str());
+    std::fclose(f);
+  }
+  return 0;
+}
+
+Register reg("quantize", "quantize a model (HF dir or .gguf) to an AutoAWQ checkpoint",
+             [](CLI::App& sub) {
+  auto a = std::make_shared<QArgs>();
+  sub.add_option("model", a->model, "HF model directory or .gguf file")->required();
+  sub.add_option("out_dir", a->out, "output directory")->required();
+  sub.add_option("--w-bit", a->w_bit, "weight bits (4; also 3, 8)")->capture_default_str();
+  sub.add_option("--group-size", a->group_size, "group size (32, 64, 128; -1 = per channel)")
+      ->capture_default_str();
+  sub.add_flag("--zero-point,!--no-zero-point", a->zero_point, "asymmetric with zero point");
+  sub.add_option("--method", a->method, "awq or rtn")->capture_default_str();
+  sub.add_flag("--no-clip", a->no_clip, "skip the clipping search");
+  sub.add_flag("--no-duo-scaling", a->no_duo, "scales from activations only");
+  sub.add_option("--calib", a->calib, "calibration text (.txt: blank-line separated; .jsonl)")
+      ->check(CLI::ExistingFile);
+  sub.add_option("--n-samples", a->n_samples, "calibration samples")->capture_default_str();
+  sub.add_option("--seqlen", a->seqlen, "calibration block length")->capture_default_str();
+  sub.add_option("--search-blocks", a->search_blocks,
+                 "calibration blocks used to score the scale grid (0 = all)")
+      ->capture_default_str();
+  sub.add_option("--modules-to-not-convert", a->not_convert, "linear name substrings kept fp16");
+  sub.add_option("--threads,-t", a->threads, "threads (0 = all)");
+  sub.add_option("--format", a->format, "checkpoint format (autoawq)")->capture_default_str();
+  sub.add_option("--report", a->report, "write a JSON report (chosen ratios, losses)");
+  sub.add_flag("--overwrite", a->overwrite, "replace OUT_DIR if it exists");
+  return [a]() { return run_quantize(*a); };
+});
+
+}  // namespace
+}  // namespace awq::cli

@@ -1,0 +1,236 @@
+#include "quant/awq_search.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+
+#include <cblas.h>
+
+namespace awq {
+
+std::vector<float> weight_channel_mean(const std::vector<const Linear*>& linears, int group_size) {
+  const int K = linears.at(0)->in;
+  const int G = group_size <= 0 ? K : group_size;
+  std::vector<double> acc(K, 0.0);
+  int64_t rows = 0;
+  for (const Linear* l : linears) {
+    rows += l->out;
+#pragma omp parallel
+    {
+      std::vector<double> local(K, 0.0);
+#pragma omp for nowait
+      for (int o = 0; o < l->out; ++o) {
+        const float* w = l->weight.data() + (size_t)o * K;
+        for (int g0 = 0; g0 < K; g0 += G) {
+          const int g1 = std::min(K, g0 + G);
+          float mx = 0.0f;
+          for (int k = g0; k < g1; ++k) mx = std::max(mx, std::fabs(w[k]));
+          const float inv = 1.0f / (mx + 1e-6f);
+          for (int k = g0; k < g1; ++k) local[k] += std::fabs(w[k]) * inv;
+        }
+      }
+#pragma omp critical
+      for (int k = 0; k < K; ++k) acc[k] += local[k];
+    }
+  }
+  std::vector<float> out(K);
+  for (int k = 0; k < K; ++k) out[k] = (float)(acc[k] / (double)rows);
+  return out;
+}
+
+std::vector<float> awq_scales_for_ratio(const std::vector<float>& x_mean,
+                                        const std::vector<float>& w_mean, float ratio, bool duo) {
+  const size_t K = x_mean.size();
+  std::vector<float> s(K);
+  for (size_t k = 0; k < K; ++k) {
+    float v = std::pow(x_mean[k], ratio);
+    if (duo) v = v / (std::pow(w_mean[k], 1.0f - ratio) + 1e-4f);
+    s[k] = std::max(v, 1e-4f);
+  }
+  float mx = *std::max_element(s.begin(), s.end()), mn = *std::min_element(s.begin(), s.end());
+  const float norm = std::sqrt(mx * mn);
+  for (auto& v : s) {
+    v = v / norm;
+    if (!std::isfinite(v)) v = 1.0f;
+  }
+  return s;
+}
+
+void quantize_with_scales(Linear& l, const std::vector<float>& s, const QuantConfig& q) {
+  const int K = l.in;
+#pragma omp parallel for
+  for (int o = 0; o < l.out; ++o) {
+    float* w = l.weight.data() + (size_t)o * K;
+    for (int k = 0; k < K; ++k) w[k] *= s[k];
+  }
+  fake_quantize(l.weight.data(), l.out, K, q);
+#pragma omp parallel for
+  for (int o = 0; o < l.out; ++o) {
+    float* w = l.weight.data() + (size_t)o * K;
+    for (int k = 0; k < K; ++k) w[k] /= s[k];
+  }
+}
+
+static double mse(const std::vector<float>& a, const std::vector<float>& b) {
+  double sum = 0.0;
+  const int64_t n = (int64_t)a.size();
+#pragma omp parallel for reduction(+ : sum)
+  for (int64_t i = 0; i < n; ++i) {
+    const double d = (double)a[i] - (double)b[i];
+    sum += d * d;
+  }
+  return sum / (double)std::max<int64_t>(1, n);
+}
+
+ScaleResult search_scales(std::vector<Linear*> linears, const std::vector<float>& x_mean,
+                          const std::function<void(std::vector<float>&)>& run_module,
+                          const std::vector<float>& y_ref, const SearchOptions& opt,
+                          const std::string& name) {
+  ScaleResult r;
+  const int K = linears.at(0)->in;
+  r.scales.assign(K, 1.0f);
+  for (float v : x_mean)
+    if (!std::isfinite(v)) {
+      r.fallback = true;
+      r.note = name + ": non-finite activation statistics; using identity scales";
+      return r;
+    }
+  std::vector<const Linear*> cl(linears.begin(), linears.end());
+  const std::vector<float> w_mean = weight_channel_mean(cl, opt.q.group_size);
+  std::vector<std::vector<float>> originals;
+  for (Linear* l : linears) originals.push_back(l->weight);
+  std::vector<float> y;
+  double best = std::numeric_limits<double>::infinity();
+  for (int i = 0; i < opt.n_grid; ++i) {
+    const float ratio = (float)i / (float)opt.n_grid;
+    std::vector<float> s = awq_scales_for_ratio(x_mean, w_mean, ratio, opt.duo_scaling);
+    for (Linear* l : linears) quantize_with_scales(*l, s, opt.q);
+    run_module(y);
+    const double loss = mse(y_ref, y);
+    r.losses.push_back(loss);
+    if (std::isfinite(loss) && loss < best) {
+      best = loss;
+      r.best_index = i;
+      r.scales = std::move(s);
+    }
+    for (size_t j = 0; j < linears.size(); ++j) linears[j]->weight = originals[j];
+  }
+  if (r.best_index < 0) {
+    r.fallback = true;
+    r.scales.assign(K, 1.0f);
+    r.note = name + ": no finite loss on the grid; using identity scales";
+  }
+  r.best_loss = best;
+  return r;
+}
+
+void apply_scales_to_norm(std::vector<float>& w, const std::vector<float>& s) {
+  for (size_t i = 0; i < w.size(); ++i) w[i] /= s[i];
+}
+
+void apply_scales_to_prev_linear(Linear& prev, const std::vector<float>& s) {
+  const int n = (int)s.size(), first = prev.out - n;
+  for (int r = 0; r < n; ++r) {
+    float* w = prev.weight.data() + (size_t)(first + r) * prev.in;
+    for (int k = 0; k < prev.in; ++k) w[k] /= s[r];
+    if (!prev.bias.empty()) prev.bias[first + r] /= s[r];
+  }
+}
+
+void apply_scales_to_linear(Linear& l, const std::vector<float>& s) {
+#pragma omp parallel for
+  for (int o = 0; o < l.out; ++o) {
+    float* w = l.weight.data() + (size_t)o * l.in;
+    for (int k = 0; k < l.in; ++k) w[k] *= s[k];
+  }
+}
+
+void divide_inputs(std::vector<float>& x, int width, const std::vector<float>& s) {
+  const int64_t n = (int64_t)x.size() / width;
+#pragma omp parallel for
+  for (int64_t t = 0; t < n; ++t)
+    for (int k = 0; k < width; ++k) x[(size_t)t * width + k] /= s[k];
+}
+
+ClipResult search_and_apply_clip(Linear& l, const float* x, int64_t n_tok,
+                                 const SearchOptions& opt) {
+  const int K = l.in, N = l.out;
+  const int G = opt.q.group_size <= 0 ? K : opt.q.group_size;
+  const int n_groups = K / G;
+  // Sample every step-th token (the reference keeps n_tok / 512 evenly spaced tokens).
+  const int64_t step = std::max<int64_t>(1, n_tok / opt.clip_sample_tokens);
+  std::vector<float> xs;
+  int T = 0;
+  for (int64_t t = 0; t < n_tok; t += step, ++T) xs.insert(xs.end(), x + t * K, x + (t + 1) * K);
+  const int n_shrink = std::max(1, (int)(opt.max_shrink * opt.clip_grid));
+  const int cand = n_shrink + 1;  // row 0: original weights; rows 1..n_shrink: clipped + quantized
+  ClipResult res;
+  res.max_val.assign((size_t)N * n_groups, 0.0f);
+  double err0 = 0, err1 = 0;
+  QuantConfig qg = opt.q;
+  qg.group_size = G;
+  const int rb = std::max(1, opt.clip_batch_rows);
+  const int n_batches = (N + rb - 1) / rb;
+#pragma omp parallel reduction(+ : err0, err1)
+  {
+    std::vector<float> A, C, mvs;
+#pragma omp for schedule(dynamic, 1)
+    for (int bi = 0; bi < n_batches; ++bi) {
+      const int o0 = bi * rb, o1 = std::min(N, o0 + rb), nr = o1 - o0;
+      A.resize((size_t)nr * cand * G);
+      C.resize((size_t)nr * cand * T);
+      mvs.resize((size_t)nr * cand);
+      for (int g = 0; g < n_groups; ++g) {
+        for (int r = 0; r < nr; ++r) {
+          const float* w = l.weight.data() + (size_t)(o0 + r) * K + (size_t)g * G;
+          float amax = 0.0f;
+          for (int k = 0; k < G; ++k) amax = std::max(amax, std::fabs(w[k]));
+          float* a = A.data() + (size_t)r * cand * G;
+          std::copy(w, w + G, a);
+          for (int i = 0; i < n_shrink; ++i) {
+            const float mv = amax * (1.0f - (float)i / (float)opt.clip_grid);
+            mvs[(size_t)r * cand + 1 + i] = mv;
+            float* c = a + (size_t)(1 + i) * G;
+            for (int k = 0; k < G; ++k) c[k] = std::clamp(w[k], -mv, mv);
+          }
+          fake_quantize(a + G, n_shrink, G, qg);
+        }
+        // C[(r, cand)][t] = sum_k A[(r, cand)][k] * xs[t][g*G + k]
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr * cand, T, G, 1.0f, A.data(), G,
+                    xs.data() + (size_t)g * G, K, 0.0f, C.data(), T);
+        for (int r = 0; r < nr; ++r) {
+          const float* org = C.data() + (size_t)r * cand * T;
+          double best = std::numeric_limits<double>::infinity(), first = 0;
+          int best_i = 0;
+          for (int i = 0; i < n_shrink; ++i) {
+            const float* cur = org + (size_t)(1 + i) * T;
+            double err = 0;
+            for (int t = 0; t < T; ++t) {
+              const double d = (double)cur[t] - (double)org[t];
+              err += d * d;
+            }
+            err /= T;
+            if (i == 0) first = err;
+            if (err < best) {
+              best = err;
+              best_i = i;
+            }
+          }
+          if (!std::isfinite(best)) best = first;
+          err0 += first;
+          err1 += best;
+          const float mv = mvs[(size_t)r * cand + 1 + best_i];
+          res.max_val[(size_t)(o0 + r) * n_groups + g] = mv;
+          float* w = l.weight.data() + (size_t)(o0 + r) * K + (size_t)g * G;
+          for (int k = 0; k < G; ++k) w[k] = std::clamp(w[k], -mv, mv);
+        }
+      }
+    }
+  }
+  res.err_before = err0 / ((double)N * n_groups);
+  res.err_after = err1 / ((double)N * n_groups);
+  return res;
+}
+
+}  // namespace awq

@@ -1,0 +1,67 @@
+// The AWQ search (spec §3), architecture-free: it sees linears, recorded inputs and a
+// callback that runs "the module whose output is compared". The per-architecture part is
+// only the table of scale groups in model/config.cpp.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "model/weights.h"
+#include "quant/group_quant.h"
+
+namespace awq {
+
+struct SearchOptions {
+  QuantConfig q;
+  bool duo_scaling = true;
+  int n_grid = 20;            // ratios 0/n .. (n-1)/n
+  bool clip = true;
+  int clip_grid = 20;         // max_shrink 0.5 -> shrink steps 0..9 of 20
+  float max_shrink = 0.5f;
+  int clip_sample_tokens = 512;
+  int clip_batch_rows = 64;   // output rows per batch in the clip search
+};
+
+// w_mean (spec §3.3): per input channel mean over output rows of |w| / max|w| of its group.
+std::vector<float> weight_channel_mean(const std::vector<const Linear*>& linears, int group_size);
+
+// AWQ scales for ratio a: s = clamp(x^a / (w^(1-a) + 1e-4), 1e-4) (duo) or clamp(x^a, 1e-4),
+// normalised by sqrt(max * min); non-finite -> 1.
+std::vector<float> awq_scales_for_ratio(const std::vector<float>& x_mean,
+                                        const std::vector<float>& w_mean, float ratio, bool duo);
+
+// Replace each linear's weight by Q(W * s) / s in place (columns scaled).
+void quantize_with_scales(Linear& l, const std::vector<float>& s, const QuantConfig& q);
+
+struct ScaleResult {
+  std::vector<float> scales;   // [in] best scales (all 1 when fallback)
+  int best_index = -1;         // grid index of the best ratio (-1: none finite)
+  double best_loss = 0;
+  std::vector<double> losses;  // per grid point
+  bool fallback = false;       // identity scale used (non-finite stats or no finite loss)
+  std::string note;
+};
+
+// Grid search. `linears` are mutated during the search and restored afterwards.
+// run_module() must run the compared module with the linears' current weights and return
+// its output; y_ref is that output with the original weights.
+ScaleResult search_scales(std::vector<Linear*> linears, const std::vector<float>& x_mean,
+                          const std::function<void(std::vector<float>&)>& run_module,
+                          const std::vector<float>& y_ref, const SearchOptions& opt,
+                          const std::string& name);
+
+// Fold scales: prev op output /= s, linears' columns *= s.
+void apply_scales_to_norm(std::vector<float>& norm_weight, const std::vector<float>& s);
+void apply_scales_to_prev_linear(Linear& prev, const std::vector<float>& s);  // last len(s) rows
+void apply_scales_to_linear(Linear& l, const std::vector<float>& s);          // columns *= s
+void divide_inputs(std::vector<float>& x, int width, const std::vector<float>& s);
+
+// Clip search for one linear (spec §3.5) on inputs x [n_tok][in]: returns max_val [out][n_groups]
+// and clamps the weight to it. Returns the mean output error before/after for reporting.
+struct ClipResult {
+  std::vector<float> max_val;
+  double err_before = 0, err_after = 0;
+};
+ClipResult search_and_apply_clip(Linear& l, const float* x, int64_t n_tok, const SearchOptions& opt);
+
+}  // namespace awq

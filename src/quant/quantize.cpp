@@ -1,0 +1,294 @@
+#include "quant/quantize.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include "core/progress.h"
+#include "io/gguf_convert.h"
+#include "io/safetensors.h"
+#include "io/tokenizer.h"
+#include "model/forward.h"
+#include "quant/awq_checkpoint.h"
+#include "quant/awq_pack.h"
+#include "quant/calibration.h"
+
+namespace awq {
+namespace fs = std::filesystem;
+
+namespace {
+
+bool not_converted(const std::vector<std::string>& mods, const std::string& prefix) {
+  for (const auto& m : mods)
+    if (!m.empty() && prefix.find(m) != std::string::npos) return true;
+  return false;
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ",") + x;
+  return s;
+}
+
+// Accumulates mean |x| per channel over all calibration tokens (fp64 sums).
+struct ChannelMean {
+  std::vector<double> sum;
+  int64_t n = 0;
+  void add(const std::vector<float>& x, int width) {
+    if (sum.empty()) sum.assign(width, 0.0);
+    const int64_t rows = (int64_t)x.size() / width;
+    for (int64_t t = 0; t < rows; ++t)
+      for (int k = 0; k < width; ++k) sum[k] += std::fabs(x[(size_t)t * width + k]);
+    n += rows;
+  }
+  std::vector<float> mean() const {
+    std::vector<float> m(sum.size());
+    for (size_t k = 0; k < sum.size(); ++k) m[k] = (float)(sum[k] / (double)n);
+    return m;
+  }
+};
+
+// Which recorded input feeds a scale group / linear.
+enum class Input { Attn, O, Mlp, Down };
+Input input_of(const std::string& linear) {
+  if (linear == "q_proj" || linear == "k_proj" || linear == "v_proj") return Input::Attn;
+  if (linear == "o_proj") return Input::O;
+  if (linear == "gate_proj" || linear == "up_proj") return Input::Mlp;
+  return Input::Down;
+}
+std::vector<float>& record_of(BlockRecord& r, Input in) {
+  switch (in) {
+    case Input::Attn: return r.attn_in;
+    case Input::O: return r.o_in;
+    case Input::Mlp: return r.mlp_in;
+    default: return r.down_in;
+  }
+}
+
+Status check_cancel(const QuantizeOptions& opt) {
+  if (opt.cancel && opt.cancel->load()) return make_error("interrupted (SIGINT); no output written");
+  return Status::Ok();
+}
+
+Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::string& src_files_dir,
+                                     const std::string& out_dir, const QuantizeOptions& opt) {
+  const auto t_start = std::chrono::steady_clock::now();
+  QuantizeReport rep;
+  AWQ_ASSIGN(ModelConfig cfg, load_model_config(model_dir));
+  if (cfg.quant.present)
+    return make_error(model_dir, "/config.json: the model is already quantized (quant_method awq)");
+  const QuantConfig& qc = opt.search.q;
+  for (const auto& name : block_linear_names()) {
+    const int K = (name == "o_proj") ? cfg.n_heads * cfg.head_dim
+                  : (name == "down_proj") ? cfg.intermediate : cfg.hidden;
+    const int G = effective_group(qc, K);
+    if (K % G != 0)
+      return make_error("--group-size ", qc.group_size, " does not divide the input size ", K,
+                        " of ", name, " (choose a divisor of ", K, ", or -1 for per-channel)");
+  }
+  AWQ_ASSIGN(Tokenizer tok, Tokenizer::load(model_dir));
+  AWQ_ASSIGN(SafeTensors st, SafeTensors::open(model_dir));
+  AWQ_ASSIGN(auto texts, load_calibration_texts(opt.calib_path));
+  AWQ_ASSIGN(CalibBlocks calib, make_calibration_blocks(texts, tok, opt.n_samples, opt.seqlen));
+  rep.n_blocks = calib.n_blocks;
+  rep.samples_used = calib.samples_used;
+  rep.calib_tokens = (int64_t)calib.tokens.size();
+  const int T = calib.seqlen, NB = calib.n_blocks, H = cfg.hidden;
+  const int n_search = opt.search_blocks > 0 ? std::min(opt.search_blocks, NB) : NB;
+  std::fprintf(stderr,
+               "calibration: %d samples -> %d blocks x %d tokens; grid scored on %d blocks\n",
+               calib.samples_used, NB, T, n_search);
+
+  AWQ_ASSIGN(AwqCheckpointWriter writer,
+             AwqCheckpointWriter::create(out_dir, qc, opt.overwrite, opt.max_shard_bytes));
+  // Embeddings: the input of block 0; stored fp16.
+  std::vector<float> x((size_t)NB * T * H);
+  {
+    AWQ_ASSIGN(std::vector<float> embed, st.to_f32("model.embed_tokens.weight", {cfg.vocab, H}));
+    for (size_t t = 0; t < calib.tokens.size(); ++t) {
+      const int id = calib.tokens[t];
+      if (id < 0 || id >= cfg.vocab)
+        return make_error("calibration token id ", id, " outside the vocabulary (", cfg.vocab, ")");
+      std::memcpy(x.data() + t * H, embed.data() + (size_t)id * H, sizeof(float) * H);
+    }
+    AWQ_TRY(writer.add_fp16("model.embed_tokens.weight", {cfg.vocab, H}, embed.data()));
+  }
+  Rope rope;
+  rope.build(cfg, T);
+  Progress prog(opt.method == QuantizeOptions::Method::Awq ? "awq" : "rtn", cfg.n_layers, " blk");
+  if (opt.progress) prog.update(0);
+  for (int layer = 0; layer < cfg.n_layers; ++layer) {
+    AWQ_TRY(check_cancel(opt));
+    auto bw = load_block(st, cfg, layer);
+    if (!bw) return make_error(model_dir, ": layer ", layer, ": ", bw.error().message);
+    BlockWeights& b = *bw;
+    if (opt.method == QuantizeOptions::Method::Awq) {
+      // 1. fp32 block on all calibration blocks (in chunks): record linear inputs of the
+      //    search subset, accumulate mean |x| per channel, and advance x to the block output.
+      BlockRecord rec;  // inputs of the first n_search blocks
+      ChannelMean m_attn, m_o, m_mlp, m_down;
+      for (int c0 = 0; c0 < NB; c0 += opt.chunk_blocks) {
+        const int nb = std::min(opt.chunk_blocks, NB - c0);
+        BlockRecord cr;
+        block_forward(cfg, b, rope, x.data() + (size_t)c0 * T * H, nb, T, &cr);
+        m_attn.add(cr.attn_in, H);
+        m_o.add(cr.o_in, cfg.n_heads * cfg.head_dim);
+        m_mlp.add(cr.mlp_in, H);
+        m_down.add(cr.down_in, cfg.intermediate);
+        if (c0 < n_search) {
+          const int keep = std::min(nb, n_search - c0);
+          auto append = [&](std::vector<float>& dst, const std::vector<float>& src) {
+            const size_t n = src.size() / nb * keep;
+            dst.insert(dst.end(), src.begin(), src.begin() + n);
+          };
+          append(rec.attn_in, cr.attn_in);
+          append(rec.o_in, cr.o_in);
+          append(rec.mlp_in, cr.mlp_in);
+          append(rec.down_in, cr.down_in);
+        }
+        AWQ_TRY(check_cancel(opt));
+      }
+      const int64_t n_tok = (int64_t)n_search * T;
+      // 2. scale search for every group, from the original weights; then apply all.
+      struct Found {
+        const ScaleGroup* g;
+        std::vector<float> s;
+      };
+      std::vector<Found> found;
+      for (const ScaleGroup& g : cfg.arch->scale_groups) {
+        std::vector<Linear*> ls;
+        for (const auto& n : g.linears) ls.push_back(&b.linear(n));
+        if (g.requires_same_shape && g.prev_kind == ScaleGroup::Prev::Linear) {
+          const Linear& prev = b.linear(g.prev_linear);
+          if (prev.out != ls[0]->out || prev.in != ls[0]->in) continue;  // GQA: v -> o skipped
+        }
+        const Input in = input_of(g.linears[0]);
+        const std::vector<float>& xin = record_of(rec, in);
+        const std::vector<float> x_mean = (in == Input::Attn ? m_attn
+                                           : in == Input::O  ? m_o
+                                           : in == Input::Mlp ? m_mlp : m_down).mean();
+        std::function<void(std::vector<float>&)> run;
+        if (g.compare == ScaleGroup::Compare::Attention) {
+          run = [&](std::vector<float>& y) {
+            y.resize((size_t)n_tok * H);
+            attention_forward(cfg, b, rope, xin.data(), n_search, T, y.data());
+          };
+        } else if (g.compare == ScaleGroup::Compare::Mlp) {
+          run = [&](std::vector<float>& y) {
+            y.resize((size_t)n_tok * H);
+            mlp_forward(cfg, b, xin.data(), n_tok, y.data());
+          };
+        } else {
+          Linear* l = ls[0];
+          run = [&, l](std::vector<float>& y) {
+            y.resize((size_t)n_tok * l->out);
+            linear_forward(*l, xin.data(), n_tok, y.data());
+          };
+        }
+        std::vector<float> y_ref;
+        run(y_ref);
+        const std::string name = "layer " + std::to_string(layer) + " " + join(g.linears);
+        ScaleResult r = search_scales(ls, x_mean, run, y_ref, opt.search, name);
+        if (!r.note.empty()) {
+          std::fprintf(stderr, "warning: %s\n", r.note.c_str());
+          rep.warnings.push_back(r.note);
+        }
+        GroupReport gr;
+        gr.layer = layer;
+        gr.group = join(g.linears);
+        gr.best_index = r.best_index;
+        gr.loss_best = r.best_loss;
+        gr.loss_identity = r.losses.empty() ? 0 : r.losses[0];
+        gr.fallback = r.fallback;
+        rep.groups.push_back(gr);
+        found.push_back({&g, std::move(r.scales)});
+        AWQ_TRY(check_cancel(opt));
+      }
+      for (auto& f : found) {
+        const ScaleGroup& g = *f.g;
+        switch (g.prev_kind) {
+          case ScaleGroup::Prev::AttnNorm: apply_scales_to_norm(b.attn_norm, f.s); break;
+          case ScaleGroup::Prev::MlpNorm: apply_scales_to_norm(b.mlp_norm, f.s); break;
+          case ScaleGroup::Prev::Linear: apply_scales_to_prev_linear(b.linear(g.prev_linear), f.s); break;
+        }
+        for (const auto& n : g.linears) apply_scales_to_linear(b.linear(n), f.s);
+        const Input in = input_of(g.linears[0]);
+        divide_inputs(record_of(rec, in), b.linear(g.linears[0]).in, f.s);
+      }
+      // 3. clipping (not for q/k: their outputs go through the attention softmax)
+      if (opt.search.clip) {
+        for (const auto& n : block_linear_names()) {
+          if (n == "q_proj" || n == "k_proj") continue;
+          if (not_converted(opt.modules_to_not_convert, linear_prefix(layer, n))) continue;
+          const std::vector<float>& xin = record_of(rec, input_of(n));
+          search_and_apply_clip(b.linear(n), xin.data(), n_tok, opt.search);
+        }
+      }
+    }
+    // 4. quantize and write the block
+    const std::string lp = "model.layers." + std::to_string(layer) + ".";
+    AWQ_TRY(writer.add_fp16(lp + "input_layernorm.weight", {H}, b.attn_norm.data()));
+    AWQ_TRY(writer.add_fp16(lp + "post_attention_layernorm.weight", {H}, b.mlp_norm.data()));
+    for (const auto& n : block_linear_names()) {
+      const Linear& l = b.linear(n);
+      const std::string prefix = linear_prefix(layer, n);
+      rep.params_total += (double)l.in * l.out;
+      if (not_converted(opt.modules_to_not_convert, prefix)) {
+        AWQ_TRY(writer.add_fp16(prefix + ".weight", {l.out, l.in}, l.weight.data()));
+        if (!l.bias.empty()) AWQ_TRY(writer.add_fp16(prefix + ".bias", {l.out}, l.bias.data()));
+        continue;
+      }
+      rep.params_quantized += (double)l.in * l.out;
+      auto ql = quantize_linear(l.weight.data(), l.out, l.in, qc);
+      if (!ql) return make_error(prefix, ": ", ql.error().message);
+      AWQ_TRY(writer.add_quantized(prefix, *ql, l.bias.empty() ? nullptr : l.bias.data()));
+      if (layer == 0) {  // every block has the same shapes: check vLLM loadability once
+        const bool row_parallel = n == "o_proj" || n == "down_proj";
+        for (auto& w : vllm_tp_warnings(prefix, l.in, l.out, qc, row_parallel))
+          rep.warnings.push_back(w);
+      }
+    }
+    if (opt.progress) prog.update(layer + 1);
+  }
+  if (opt.progress) prog.finish();
+  AWQ_TRY(check_cancel(opt));
+  {
+    AWQ_ASSIGN(std::vector<float> norm, st.to_f32("model.norm.weight", {H}));
+    AWQ_TRY(writer.add_fp16("model.norm.weight", {H}, norm.data()));
+    if (st.find("lm_head.weight")) {
+      AWQ_ASSIGN(std::vector<float> head, st.to_f32("lm_head.weight", {cfg.vocab, H}));
+      AWQ_TRY(writer.add_fp16("lm_head.weight", {cfg.vocab, H}, head.data()));
+    }
+  }
+  AWQ_TRY(writer.finish(src_files_dir, cfg.json_text, opt.modules_to_not_convert));
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  return rep;
+}
+
+}  // namespace
+
+Expected<QuantizeReport> quantize_model(const std::string& model, const std::string& out_dir,
+                                        const QuantizeOptions& opt) {
+  if (model.size() > 5 && model.substr(model.size() - 5) == ".gguf") {
+    // GGUF input: convert to a temporary fp32 HF directory next to the output.
+    const fs::path out_abs = fs::absolute(out_dir);
+    const std::string tmp =
+        (out_abs.parent_path() / (out_abs.filename().string() + ".gguf-src-" +
+                                  std::to_string(getpid())))
+            .string();
+    ConvertOptions co;
+    co.progress = false;
+    AWQ_TRY(convert_gguf_to_hf(model, tmp, co));
+    auto r = quantize_hf(tmp, tmp, out_dir, opt);
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    return r;
+  }
+  return quantize_hf(model, model, out_dir, opt);
+}
+
+}  // namespace awq

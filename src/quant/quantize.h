@@ -1,0 +1,49 @@
+// `awq quantize`: the whole pipeline, block by block (spec §3), memory bounded by one
+// decoder block plus the calibration activations.
+#pragma once
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "quant/awq_search.h"
+
+namespace awq {
+
+struct QuantizeOptions {
+  SearchOptions search;                 // quant config, duo scaling, clipping
+  enum class Method { Awq, Rtn } method = Method::Awq;
+  std::string calib_path;               // "" = embedded default corpus
+  int n_samples = 128;
+  int seqlen = 512;
+  int search_blocks = 0;                // calibration blocks used to score the grid (0 = all)
+  int chunk_blocks = 8;                 // blocks run through the fp32 block at once
+  std::vector<std::string> modules_to_not_convert;
+  bool overwrite = false;
+  bool progress = true;
+  size_t max_shard_bytes = size_t(2) << 30;
+  const std::atomic<bool>* cancel = nullptr;  // set by a SIGINT handler
+};
+
+struct GroupReport {
+  int layer = 0;
+  std::string group;       // e.g. "q_proj,k_proj,v_proj"
+  int best_index = -1;     // grid index; ratio = best_index / n_grid
+  double loss_best = 0, loss_identity = 0;  // loss at the chosen ratio and at ratio 0
+  bool fallback = false;
+};
+
+struct QuantizeReport {
+  double seconds = 0;
+  int n_blocks = 0, samples_used = 0;
+  int64_t calib_tokens = 0;
+  std::vector<GroupReport> groups;
+  std::vector<std::string> warnings;
+  double params_quantized = 0, params_total = 0;
+};
+
+// model: an HF directory or a .gguf file (converted to a temporary HF directory first).
+Expected<QuantizeReport> quantize_model(const std::string& model, const std::string& out_dir,
+                                        const QuantizeOptions& opt);
+
+}  // namespace awq

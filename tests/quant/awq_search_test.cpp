@@ -1,0 +1,186 @@
+// AWQ search: scale folding is exact before quantization; the grid search finds the best ratio
+// on a layer with one salient channel; clipping reduces the output error.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "model/forward.h"
+#include "quant/awq_search.h"
+
+using namespace awq;
+
+namespace {
+
+Linear rand_linear(int in, int out, std::mt19937& g, float sd = 0.05f) {
+  std::normal_distribution<float> d(0.0f, sd);
+  Linear l;
+  l.in = in;
+  l.out = out;
+  l.weight.resize((size_t)in * out);
+  for (auto& w : l.weight) w = d(g);
+  return l;
+}
+
+ModelConfig cfg_mha() {
+  ModelConfig c;
+  c.arch = &supported_architectures()[0];
+  c.hidden = 128;
+  c.intermediate = 256;
+  c.n_layers = 1;
+  c.n_heads = 4;
+  c.n_kv_heads = 4;
+  c.head_dim = 32;
+  c.vocab = 10;
+  return c;
+}
+
+// Independent quantize-dequantize of one group in double (spec §4, 4-bit asymmetric).
+void ref_fake_quant_group(std::vector<double>& w) {
+  double mn = w[0], mx = w[0];
+  for (double v : w) mn = std::min(mn, v), mx = std::max(mx, v);
+  const float s = (float)std::max(mx - mn, 1e-5) / 15.0f;
+  // round the scale to fp16 like the stored scale (s is well inside fp16's normal range here)
+  const double sh = std::ldexp(std::nearbyint(std::ldexp(s, 10 - std::ilogb(s))), std::ilogb(s) - 10);
+  const double z = std::clamp(-std::nearbyint(mn / sh), 0.0, 15.0);
+  for (double& v : w) v = (std::clamp(std::nearbyint(v / sh) + z, 0.0, 15.0) - z) * sh;
+}
+
+}  // namespace
+
+TEST(ScaleFolding, BlockOutputUnchangedBeforeQuantization) {
+  std::mt19937 g(7);
+  ModelConfig c = cfg_mha();
+  BlockWeights b;
+  b.q = rand_linear(128, 128, g);
+  b.k = rand_linear(128, 128, g);
+  b.v = rand_linear(128, 128, g);
+  b.o = rand_linear(128, 128, g);
+  b.gate = rand_linear(128, 256, g);
+  b.up = rand_linear(128, 256, g);
+  b.down = rand_linear(256, 128, g);
+  b.attn_norm.assign(128, 1.0f);
+  b.mlp_norm.assign(128, 1.0f);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::uniform_real_distribution<float> us(0.25f, 4.0f);
+  std::vector<float> x(2 * 40 * 128);
+  for (auto& v : x) v = d(g);
+  Rope rope;
+  rope.build(c, 40);
+  std::vector<float> y_ref = x;
+  block_forward(c, b, rope, y_ref.data(), 2, 40);
+  // Fold arbitrary positive scales into every group of the Llama table (v -> o included: MHA).
+  for (const ScaleGroup& sg : c.arch->scale_groups) {
+    std::vector<float> s(b.linear(sg.linears[0]).in);
+    for (auto& v : s) v = us(g);
+    if (sg.prev_kind == ScaleGroup::Prev::AttnNorm) apply_scales_to_norm(b.attn_norm, s);
+    else if (sg.prev_kind == ScaleGroup::Prev::MlpNorm) apply_scales_to_norm(b.mlp_norm, s);
+    else apply_scales_to_prev_linear(b.linear(sg.prev_linear), s);
+    for (auto& n : sg.linears) apply_scales_to_linear(b.linear(n), s);
+  }
+  std::vector<float> y = x;
+  block_forward(c, b, rope, y.data(), 2, 40);
+  double max_err = 0, max_ref = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    max_err = std::max(max_err, (double)std::fabs(y[i] - y_ref[i]));
+    max_ref = std::max(max_ref, (double)std::fabs(y_ref[i]));
+  }
+  // Folding only reorders fp32 roundings: a few ulps of the largest value times the depth.
+  EXPECT_LT(max_err, 1e-4 * max_ref) << "max err " << max_err;
+  // And a real change of weights must be detected by the same comparison (the test can fail).
+  b.up.weight[0] += 1.0f;
+  std::vector<float> y2 = x;
+  block_forward(c, b, rope, y2.data(), 2, 40);
+  double diff = 0;
+  for (size_t i = 0; i < y2.size(); ++i) diff = std::max(diff, (double)std::fabs(y2[i] - y_ref[i]));
+  EXPECT_GT(diff, 1e-4 * max_ref);
+}
+
+TEST(ScaleSearch, SalientChannelPicksTheBestRatio) {
+  // One linear, K = 128 (one group), N = 16. Channel 5 carries activations 40x larger.
+  std::mt19937 g(11);
+  const int K = 128, N = 16, n = 256;
+  Linear l = rand_linear(K, N, g, 0.02f);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> x((size_t)n * K);
+  for (int t = 0; t < n; ++t)
+    for (int k = 0; k < K; ++k) x[(size_t)t * K + k] = d(g) * (k == 5 ? 40.0f : 1.0f);
+  std::vector<float> x_mean(K, 0.0f);
+  for (int t = 0; t < n; ++t)
+    for (int k = 0; k < K; ++k) x_mean[k] += std::fabs(x[(size_t)t * K + k]) / n;
+  auto run = [&](std::vector<float>& y) {
+    y.resize((size_t)n * N);
+    linear_forward(l, x.data(), n, y.data());
+  };
+  std::vector<float> y_ref;
+  run(y_ref);
+  SearchOptions opt;
+  opt.q.group_size = 128;
+  const std::vector<float> w_mean = weight_channel_mean({&l}, 128);
+  ScaleResult r = search_scales({&l}, x_mean, run, y_ref, opt, "test");
+  ASSERT_FALSE(r.fallback);
+  // Independent losses over the grid: double-precision quantizer and matmul written here.
+  std::vector<double> ref_loss;
+  for (int i = 0; i < opt.n_grid; ++i) {
+    auto s = awq_scales_for_ratio(x_mean, w_mean, (float)i / opt.n_grid, true);
+    std::vector<double> wq((size_t)N * K);
+    for (int o = 0; o < N; ++o) {
+      std::vector<double> row(K);
+      for (int k = 0; k < K; ++k) row[k] = (double)l.weight[(size_t)o * K + k] * s[k];
+      ref_fake_quant_group(row);
+      for (int k = 0; k < K; ++k) wq[(size_t)o * K + k] = row[k] / s[k];
+    }
+    double loss = 0;
+    for (int t = 0; t < n; ++t)
+      for (int o = 0; o < N; ++o) {
+        double a = 0;
+        for (int k = 0; k < K; ++k) a += x[(size_t)t * K + k] * wq[(size_t)o * K + k];
+        loss += std::pow(a - y_ref[(size_t)t * N + o], 2);
+      }
+    ref_loss.push_back(loss / ((double)n * N));
+  }
+  const int ref_best = (int)(std::min_element(ref_loss.begin(), ref_loss.end()) - ref_loss.begin());
+  EXPECT_EQ(r.best_index, ref_best);
+  EXPECT_GT(r.best_index, 0) << "a salient channel must get a scale > 1";
+  EXPECT_LT(r.best_loss, 0.7 * r.losses[0]) << "AWQ must beat plain rounding here";
+  EXPECT_GT(r.scales[5], 1.5f * r.scales[6]);
+  // The weights are restored after the search.
+  std::vector<float> y_after;
+  run(y_after);
+  EXPECT_EQ(y_after, y_ref);
+}
+
+TEST(ClipSearch, ReducesOutputErrorOnAnOutlierGroup) {
+  std::mt19937 g(3);
+  const int K = 128, N = 8, n = 512;
+  Linear l = rand_linear(K, N, g, 0.02f);
+  for (int o = 0; o < N; ++o) l.weight[(size_t)o * K + 17] = 0.5f;  // one outlier weight per row
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> x((size_t)n * K);
+  for (auto& v : x) v = d(g);
+  SearchOptions opt;
+  Linear unclipped = l;
+  ClipResult cr = search_and_apply_clip(l, x.data(), n, opt);
+  EXPECT_LT(cr.err_after, cr.err_before);
+  // Independently: output error of Q(clipped W) vs Q(W), both against the original W.
+  auto out_err = [&](const Linear& lw) {
+    std::vector<double> err_sum(1, 0.0);
+    double e = 0;
+    for (int o = 0; o < N; ++o) {
+      std::vector<double> row(lw.weight.begin() + (size_t)o * K, lw.weight.begin() + (size_t)(o + 1) * K);
+      ref_fake_quant_group(row);
+      for (int t = 0; t < n; ++t) {
+        double a = 0, b = 0;
+        for (int k = 0; k < K; ++k) {
+          a += x[(size_t)t * K + k] * row[k];
+          b += x[(size_t)t * K + k] * unclipped.weight[(size_t)o * K + k];
+        }
+        e += (a - b) * (a - b);
+      }
+    }
+    return e / ((double)n * N);
+  };
+  const double e_clip = out_err(l), e_plain = out_err(unclipped);
+  EXPECT_LT(e_clip, e_plain);
+  for (int o = 0; o < N; ++o) EXPECT_LE(cr.max_val[o], 0.5f);
+}
