@@ -82,13 +82,21 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
   if (cfg.quant.present)
     return make_error(model_dir, "/config.json: the model is already quantized (quant_method awq)");
   const QuantConfig& qc = opt.search.q;
-  for (const auto& name : block_linear_names()) {
-    const int K = (name == "o_proj") ? cfg.n_heads * cfg.head_dim
-                  : (name == "down_proj") ? cfg.intermediate : cfg.hidden;
-    const int G = effective_group(qc, K);
-    if (K % G != 0)
+  {
+    const int ks[3] = {cfg.hidden, cfg.n_heads * cfg.head_dim, cfg.intermediate};
+    for (int K : ks) {
+      if (K % effective_group(qc, K) == 0) continue;
+      int fit = -1;  // the largest vLLM group size that divides every input size
+      for (int g : {128, 64, 32})
+        if (ks[0] % g == 0 && ks[1] % g == 0 && ks[2] % g == 0) {
+          fit = g;
+          break;
+        }
       return make_error("--group-size ", qc.group_size, " does not divide the input size ", K,
-                        " of ", name, " (choose a divisor of ", K, ", or -1 for per-channel)");
+                        " of this model's linear layers (input sizes ", ks[0], ", ", ks[1], ", ",
+                        ks[2], "); use --group-size ", fit,
+                        fit == -1 ? " (per output channel)" : "");
+    }
   }
   AWQ_ASSIGN(Tokenizer tok, Tokenizer::load(model_dir));
   AWQ_ASSIGN(SafeTensors st, SafeTensors::open(model_dir));
