@@ -100,16 +100,21 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
   }
   AWQ_ASSIGN(Tokenizer tok, Tokenizer::load(model_dir));
   AWQ_ASSIGN(SafeTensors st, SafeTensors::open(model_dir));
-  AWQ_ASSIGN(auto texts, load_calibration_texts(opt.calib_path));
-  AWQ_ASSIGN(CalibBlocks calib, make_calibration_blocks(texts, tok, opt.n_samples, opt.seqlen));
+  const bool awq = opt.method == QuantizeOptions::Method::Awq;
+  CalibBlocks calib;  // RTN needs no calibration data
+  if (awq) {
+    AWQ_ASSIGN(auto texts, load_calibration_texts(opt.calib_path));
+    AWQ_ASSIGN(calib, make_calibration_blocks(texts, tok, opt.n_samples, opt.seqlen));
+  }
   rep.n_blocks = calib.n_blocks;
   rep.samples_used = calib.samples_used;
   rep.calib_tokens = (int64_t)calib.tokens.size();
   const int T = calib.seqlen, NB = calib.n_blocks, H = cfg.hidden;
   const int n_search = opt.search_blocks > 0 ? std::min(opt.search_blocks, NB) : NB;
-  std::fprintf(stderr,
-               "calibration: %d samples -> %d blocks x %d tokens; grid scored on %d blocks\n",
-               calib.samples_used, NB, T, n_search);
+  if (awq)
+    std::fprintf(stderr,
+                 "calibration: %d samples -> %d blocks x %d tokens; grid scored on %d blocks\n",
+                 calib.samples_used, NB, T, n_search);
 
   AWQ_ASSIGN(AwqCheckpointWriter writer,
              AwqCheckpointWriter::create(out_dir, qc, opt.overwrite, opt.max_shard_bytes));
@@ -126,7 +131,8 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
     AWQ_TRY(writer.add_fp16("model.embed_tokens.weight", {cfg.vocab, H}, embed.data()));
   }
   Rope rope;
-  rope.build(cfg, T);
+  if (awq) rope.build(cfg, T);
+  int marlin_fallbacks = 0;
   Progress prog(opt.method == QuantizeOptions::Method::Awq ? "awq" : "rtn", cfg.n_layers, " blk");
   if (opt.progress) prog.update(0);
   for (int layer = 0; layer < cfg.n_layers; ++layer) {
@@ -256,13 +262,20 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
       AWQ_TRY(writer.add_quantized(prefix, *ql, l.bias.empty() ? nullptr : l.bias.data()));
       if (layer == 0) {  // every block has the same shapes: check vLLM loadability once
         const bool row_parallel = n == "o_proj" || n == "down_proj";
-        for (auto& w : vllm_tp_warnings(prefix, l.in, l.out, qc, row_parallel))
-          rep.warnings.push_back(w);
+        for (auto& w : vllm_tp_warnings(prefix, l.in, l.out, qc, row_parallel)) {
+          if (w.find("awq_marlin falls back") != std::string::npos) ++marlin_fallbacks;
+          else rep.warnings.push_back(w);
+        }
       }
     }
     if (opt.progress) prog.update(layer + 1);
   }
   if (opt.progress) prog.finish();
+  if (marlin_fallbacks > 0)
+    rep.warnings.push_back(std::to_string(marlin_fallbacks) +
+                           " (layer, tensor-parallel size) combinations do not meet vLLM's "
+                           "awq_marlin shape rules (input % 128, output % 64 per shard) and would "
+                           "use the slower awq kernel");
   AWQ_TRY(check_cancel(opt));
   {
     AWQ_ASSIGN(std::vector<float> norm, st.to_f32("model.norm.weight", {H}));
