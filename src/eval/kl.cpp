@@ -1,0 +1,108 @@
+#include "eval/kl.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "core/progress.h"
+#include "model/forward.h"
+
+namespace awq {
+
+namespace {
+// log-sum-exp of a row and its max, in double.
+double log_sum_exp(const float* l, int vocab, float* mx_out) {
+  float mx = l[0];
+  for (int j = 1; j < vocab; ++j) mx = std::max(mx, l[j]);
+  double s = 0;
+  for (int j = 0; j < vocab; ++j) s += std::exp((double)l[j] - mx);
+  *mx_out = mx;
+  return mx + std::log(s);
+}
+}  // namespace
+
+double kl_divergence_logits(const float* p, const float* q, int vocab) {
+  float mp, mq;
+  const double lzp = log_sum_exp(p, vocab, &mp), lzq = log_sum_exp(q, vocab, &mq);
+  double kl = 0;
+  for (int j = 0; j < vocab; ++j) {
+    const double lp = (double)p[j] - lzp, lq = (double)q[j] - lzq;
+    kl += std::exp(lp) * (lp - lq);
+  }
+  return std::max(0.0, kl);  // rounding can give tiny negatives
+}
+
+Expected<KlResult> kl_divergence(const Model& base, const Model& quant,
+                                 const std::vector<int32_t>& tokens, const KlOptions& opt) {
+  if (base.cfg.vocab != quant.cfg.vocab)
+    return make_error("kl: vocabulary sizes differ: base ", base.cfg.vocab, ", quantized ",
+                      quant.cfg.vocab);
+  if (base.cfg.hidden != quant.cfg.hidden)
+    return make_error("kl: hidden sizes differ: base ", base.cfg.hidden, ", quantized ",
+                      quant.cfg.hidden, " (not the same model?)");
+  const int ctx = opt.ctx;
+  if (ctx < 4) return make_error("--ctx must be at least 4, got ", ctx);
+  int n_windows = (int)(tokens.size() / (size_t)ctx);
+  if (n_windows == 0)
+    return make_error("text too short: ", tokens.size(), " tokens, need at least one window of ",
+                      ctx, " (lower --ctx)");
+  if (opt.max_windows > 0) n_windows = std::min(n_windows, opt.max_windows);
+  const int first = opt.protocol == PplProtocol::AutoAWQ ? 0 : ctx / 2;
+  const int H = base.cfg.hidden, V = base.cfg.vocab;
+  std::vector<float> hb((size_t)ctx * H), hq((size_t)ctx * H);
+  constexpr int kRowChunk = 64;
+  std::vector<float> lb((size_t)kRowChunk * V), lq((size_t)kRowChunk * V);
+  std::vector<double> nll_b(kRowChunk), nll_q(kRowChunk), kl(kRowChunk);
+  std::vector<char> agree(kRowChunk);
+  KlResult res;
+  double sum_nll_b = 0, sum_nll_q = 0;
+  int64_t n_agree = 0;
+  Progress prog("kl", n_windows, " win");
+  if (opt.progress) prog.update(0);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int w = 0; w < n_windows; ++w) {
+    const int32_t* win = tokens.data() + (size_t)w * ctx;
+    forward_hidden(base, win, 1, ctx, hb.data());
+    forward_hidden(quant, win, 1, ctx, hq.data());
+    for (int r0 = first; r0 < ctx - 1; r0 += kRowChunk) {
+      const int n = std::min(kRowChunk, ctx - 1 - r0);
+      lm_head_forward(base, hb.data() + (size_t)r0 * H, n, lb.data());
+      lm_head_forward(quant, hq.data() + (size_t)r0 * H, n, lq.data());
+      target_logprobs(lb.data(), n, V, win + r0 + 1, nll_b.data());
+      target_logprobs(lq.data(), n, V, win + r0 + 1, nll_q.data());
+#pragma omp parallel for
+      for (int i = 0; i < n; ++i) {
+        const float* p = lb.data() + (size_t)i * V;
+        const float* q = lq.data() + (size_t)i * V;
+        kl[i] = kl_divergence_logits(p, q, V);
+        agree[i] = std::max_element(p, p + V) - p == std::max_element(q, q + V) - q;
+      }
+      for (int i = 0; i < n; ++i) {
+        res.kl.push_back((float)kl[i]);
+        sum_nll_b -= nll_b[i];
+        sum_nll_q -= nll_q[i];
+        n_agree += agree[i];
+      }
+    }
+    if (opt.progress) prog.update(w + 1);
+  }
+  if (opt.progress) prog.finish();
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  res.windows = n_windows;
+  res.tokens_scored = (int64_t)res.kl.size();
+  const double n = (double)res.tokens_scored;
+  double s = 0, s2 = 0;
+  for (float x : res.kl) {
+    s += x;
+    s2 += (double)x * x;
+  }
+  res.mean_kl = s / n;
+  const double var = std::max(0.0, s2 / n - res.mean_kl * res.mean_kl);
+  res.kl_stderr = std::sqrt(var / std::max(1.0, n - 1));
+  res.top1_agree = (double)n_agree / n;
+  res.ppl_base = std::exp(sum_nll_b / n);
+  res.ppl_quant = std::exp(sum_nll_q / n);
+  return res;
+}
+
+}  // namespace awq
