@@ -6,7 +6,7 @@ MODELS := models
 GGUF := $(MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf
 FP_DIR := $(MODELS)/smollm2-fp32
 APT_PKGS := cmake g++ make pkg-config nlohmann-json3-dev libcli11-dev libpcre2-dev \
-            libopenblas-openmp-dev libgtest-dev libgmock-dev libbenchmark-dev python3-pip
+            libopenblas-openmp-dev libgtest-dev libgmock-dev libbenchmark-dev python3-pip time
 PY_PKGS := numpy safetensors
 
 .PHONY: all deps build test test-fast sanitize demo model fp-model bench fuzz clean

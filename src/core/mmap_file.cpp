@@ -48,6 +48,10 @@ MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
   }
   return *this;
 }
+void MappedFile::release_pages() const {
+  if (data_) madvise(const_cast<uint8_t*>(data_), size_, MADV_DONTNEED);
+}
+
 MappedFile::~MappedFile() {
   if (data_) munmap(const_cast<uint8_t*>(data_), size_);
 }

@@ -21,6 +21,9 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Drop this mapping's resident pages (they are re-read from the page cache on the next
+  // access). Keeps RSS bounded when a large file is walked once, block by block.
+  void release_pages() const;
 
  private:
   const uint8_t* data_ = nullptr;

@@ -44,6 +44,10 @@ class SafeTensors {
   Expected<std::vector<float>> to_f32(const std::string& name,
                                       const std::vector<int64_t>& expected_shape) const;
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  // Drop the resident pages of every mapped file (views stay valid; pages re-fault on access).
+  void release_pages() const {
+    for (const auto& f : files_) f->release_pages();
+  }
 
  private:
   std::vector<std::shared_ptr<MappedFile>> files_;

@@ -140,6 +140,7 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
     auto bw = load_block(st, cfg, layer);
     if (!bw) return make_error(model_dir, ": layer ", layer, ": ", bw.error().message);
     BlockWeights& b = *bw;
+    st.release_pages();  // the block is copied out: keep the mapped input's RSS at one block
     if (opt.method == QuantizeOptions::Method::Awq) {
       // 1. fp32 block on all calibration blocks (in chunks): record linear inputs of the
       //    search subset, accumulate mean |x| per channel, and advance x to the block output.
