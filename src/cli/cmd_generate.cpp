@@ -1,0 +1,105 @@
+// awq generate MODEL -p TEXT -n N: stream a completion (KV-cached decoding, W4 kernels for AWQ).
+#include <cstdio>
+#include <optional>
+
+#include "cli/command.h"
+#include "cli/gen_common.h"
+#include "core/threads.h"
+
+namespace awq::cli {
+namespace {
+
+struct GenArgs {
+  std::string model, prompt;
+  int n = 128, ctx = 2048, threads = 0;
+  std::optional<float> temperature, top_p, min_p, repeat_penalty;
+  std::optional<int> top_k;
+  uint64_t seed = 0;
+  std::vector<std::string> stops;
+  bool chat = false, no_w4 = false;
+};
+
+// Sampling: generation_config.json defaults, then the flags given on the command line.
+Expected<SamplingParams> sampling_from(const std::string& model, const std::optional<float>& temp,
+                                       const std::optional<int>& top_k,
+                                       const std::optional<float>& top_p,
+                                       const std::optional<float>& min_p,
+                                       const std::optional<float>& rep, uint64_t seed) {
+  AWQ_ASSIGN(SamplingParams p, load_generation_defaults(model));
+  if (temp) p.temperature = *temp;
+  if (top_k) p.top_k = *top_k;
+  if (top_p) p.top_p = *top_p;
+  if (min_p) p.min_p = *min_p;
+  if (rep) p.repetition_penalty = *rep;
+  p.seed = seed;
+  if (p.temperature < 0) return make_error("--temperature must be >= 0, got ", p.temperature);
+  if (p.top_k < 0) return make_error("--top-k must be >= 0, got ", p.top_k);
+  if (!(p.top_p > 0 && p.top_p <= 1)) return make_error("--top-p must be in (0, 1], got ", p.top_p);
+  if (!(p.min_p >= 0 && p.min_p < 1)) return make_error("--min-p must be in [0, 1), got ", p.min_p);
+  if (!(p.repetition_penalty > 0))
+    return make_error("--repeat-penalty must be > 0, got ", p.repetition_penalty);
+  return p;
+}
+
+int run_generate(const GenArgs& a) {
+  set_num_threads(a.threads);
+  if (a.n < 0) return fail("-n must be >= 0");
+  auto sp = sampling_from(a.model, a.temperature, a.top_k, a.top_p, a.min_p, a.repeat_penalty, a.seed);
+  if (!sp) return fail(sp.error());
+  auto tok = Tokenizer::load(a.model);
+  if (!tok) return fail(tok.error());
+  std::vector<int32_t> prompt;
+  if (a.chat) {
+    if (tok->chat_template().empty())
+      return fail(a.model + ": --chat given but the tokenizer has no chat template");
+    auto tmpl = ChatTemplate::parse(tok->chat_template());
+    if (!tmpl) return fail(tmpl.error());
+    auto text = tmpl->apply({{"user", a.prompt}}, true, token_string(*tok, tok->bos_id()),
+                            token_string(*tok, tok->eos_id()));
+    if (!text) return fail(text.error());
+    prompt = tok->encode(*text, false);
+  } else {
+    prompt = tok->encode(a.prompt, true);
+  }
+  auto model = load_for_inference(a.model, a.no_w4);
+  if (!model) return fail(model.error());
+  if ((size_t)model->cfg.vocab < tok->vocab_size())
+    for (int32_t t : prompt)
+      if (t >= model->cfg.vocab)
+        return fail("prompt token id " + std::to_string(t) + " is outside the model vocabulary (" +
+                    std::to_string(model->cfg.vocab) + "): tokenizer and model do not match");
+  auto eng = Engine::create(*model, {.max_ctx = a.ctx, .n_slots = 1});
+  if (!eng) return fail(eng.error());
+  const auto eos_v = tok->eos_ids();
+  const std::unordered_set<int32_t> eos(eos_v.begin(), eos_v.end());
+  Sampler sampler(*sp);
+  SlotState st;
+  auto r = generate_stream(*eng, st, *tok, prompt, a.n, sampler, eos, a.stops, stdout, nullptr);
+  if (!r) return fail(r.error());
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+  print_stats(*r);
+  return 0;
+}
+
+Register reg("generate", "generate text from a prompt (streamed)", [](CLI::App& sub) {
+  auto a = std::make_shared<GenArgs>();
+  sub.add_option("model", a->model, "model directory (HF or AWQ)")->required();
+  sub.add_option("-p,--prompt", a->prompt, "prompt text")->required();
+  sub.add_option("-n,--n-predict", a->n, "maximum new tokens")->capture_default_str();
+  sub.add_option("--ctx", a->ctx, "context size (KV cache) in tokens")->capture_default_str();
+  sub.add_option("--threads,-t", a->threads, "threads (0 = all)");
+  sub.add_option("--temperature", a->temperature, "0 = greedy (default: generation_config.json)");
+  sub.add_option("--top-k", a->top_k, "0 = off");
+  sub.add_option("--top-p", a->top_p, "1 = off");
+  sub.add_option("--min-p", a->min_p, "0 = off");
+  sub.add_option("--repeat-penalty", a->repeat_penalty, "1 = off (HF repetition_penalty)");
+  sub.add_option("--seed", a->seed, "sampling seed")->capture_default_str();
+  sub.add_option("--stop", a->stops, "stop when this string is produced (repeatable)");
+  sub.add_flag("--chat", a->chat, "wrap the prompt as a user turn with the chat template");
+  sub.add_flag("--no-w4", a->no_w4, "AWQ checkpoints: dequantize to fp32 instead of W4 kernels");
+  return [a]() { return run_generate(*a); };
+});
+
+}  // namespace
+}  // namespace awq::cli
