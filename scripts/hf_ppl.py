@@ -36,7 +36,8 @@ def main():
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     tok, model = load(a.model)
-    text = open(a.text, encoding="utf-8").read()
+    # newline="" keeps the bytes as they are (no \r\n -> \n translation), like `awq ppl`
+    text = open(a.text, encoding="utf-8", newline="").read()
     ids = tok(text)["input_ids"]
     n_win = len(ids) // a.ctx
     if a.max_windows > 0:
