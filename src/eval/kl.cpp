@@ -41,13 +41,8 @@ Expected<KlResult> kl_divergence(const Model& base, const Model& quant,
     return make_error("kl: hidden sizes differ: base ", base.cfg.hidden, ", quantized ",
                       quant.cfg.hidden, " (not the same model?)");
   const int ctx = opt.ctx;
-  if (ctx < 4) return make_error("--ctx must be at least 4, got ", ctx);
-  int n_windows = (int)(tokens.size() / (size_t)ctx);
-  if (n_windows == 0)
-    return make_error("text too short: ", tokens.size(), " tokens, need at least one window of ",
-                      ctx, " (lower --ctx)");
-  if (opt.max_windows > 0) n_windows = std::min(n_windows, opt.max_windows);
-  const int first = opt.protocol == PplProtocol::AutoAWQ ? 0 : ctx / 2;
+  AWQ_ASSIGN(const WindowPlan plan, plan_windows(tokens.size(), ctx, opt.protocol, opt.max_windows));
+  const int n_windows = plan.n_windows, first = plan.first;
   const int H = base.cfg.hidden, V = base.cfg.vocab;
   std::vector<float> hb((size_t)ctx * H), hq((size_t)ctx * H);
   constexpr int kRowChunk = 64;

@@ -31,16 +31,24 @@ void target_logprobs(const float* logits, int64_t rows, int vocab, const int32_t
   }
 }
 
+Expected<WindowPlan> plan_windows(size_t n_tokens, int ctx, PplProtocol protocol,
+                                  int max_windows) {
+  if (ctx < 4) return make_error("--ctx must be at least 4, got ", ctx);
+  WindowPlan p;
+  p.n_windows = (int)(n_tokens / (size_t)ctx);
+  if (p.n_windows == 0)
+    return make_error("text too short: ", n_tokens, " tokens, need at least one window of ", ctx,
+                      " (lower --ctx)");
+  if (max_windows > 0) p.n_windows = std::min(p.n_windows, max_windows);
+  p.first = protocol == PplProtocol::AutoAWQ ? 0 : ctx / 2;
+  return p;
+}
+
 Expected<PplResult> perplexity(const Model& m, const std::vector<int32_t>& tokens,
                                const PplOptions& opt) {
   const int ctx = opt.ctx;
-  if (ctx < 4) return make_error("--ctx must be at least 4, got ", ctx);
-  int n_windows = (int)(tokens.size() / (size_t)ctx);
-  if (n_windows == 0)
-    return make_error("text too short: ", tokens.size(), " tokens, need at least one window of ",
-                      ctx, " (lower --ctx)");
-  if (opt.max_windows > 0) n_windows = std::min(n_windows, opt.max_windows);
-  const int first = opt.protocol == PplProtocol::AutoAWQ ? 0 : ctx / 2;  // first scored logit row
+  AWQ_ASSIGN(const WindowPlan plan, plan_windows(tokens.size(), ctx, opt.protocol, opt.max_windows));
+  const int n_windows = plan.n_windows, first = plan.first;
   const int rows = ctx - 1 - first;  // logit rows i in [first, ctx-1) predict token i+1
   PplResult res;
   res.protocol = opt.protocol;

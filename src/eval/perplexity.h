@@ -33,6 +33,14 @@ struct PplResult {
   std::vector<float> nll;        // per scored token, in order
 };
 
+// The windows a protocol scores: n_windows non-overlapping windows of ctx tokens; in each,
+// logit rows [first, ctx - 1) are scored (row i predicts token i + 1).
+struct WindowPlan {
+  int n_windows = 0;
+  int first = 0;
+};
+Expected<WindowPlan> plan_windows(size_t n_tokens, int ctx, PplProtocol protocol, int max_windows);
+
 Expected<PplResult> perplexity(const Model& m, const std::vector<int32_t>& tokens,
                                const PplOptions& opt);
 
