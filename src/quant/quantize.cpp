@@ -70,7 +70,7 @@ std::vector<float>& record_of(BlockRecord& r, Input in) {
 }
 
 Status check_cancel(const QuantizeOptions& opt) {
-  if (opt.cancel && opt.cancel->load()) return make_error("interrupted (SIGINT); no output written");
+  if (opt.cancel && opt.cancel->load()) return make_error("interrupted by a signal (SIGINT/SIGTERM); no output written");
   return Status::Ok();
 }
 
