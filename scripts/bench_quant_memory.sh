@@ -9,7 +9,7 @@ rm -rf "$D" && mkdir -p "$D"
 for L in 4 16; do
   python3 scripts/make_synthetic_model.py "$D/src-$L" --layers "$L"
   /usr/bin/time -f "%M" -o "$D/rss-$L.txt" "$AWQ" quantize "$D/src-$L" "$D/q-$L" \
-    --group-size 128 --n-samples 64 --search-blocks 4 >/dev/null 2>"$D/log-$L.txt"
+    --group-size 128 --n-samples 12 --search-blocks 2 >/dev/null 2>"$D/log-$L.txt"
   echo "layers=$L model_bytes=$(stat -c %s "$D/src-$L/model.safetensors") peak_rss_kb=$(cat "$D/rss-$L.txt")"
 done
 python3 - "$D" <<'PY'
