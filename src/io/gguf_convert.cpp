@@ -3,6 +3,7 @@
 // (modeling_gguf_pytorch_utils.py, integrations/gguf/gguf_tokenizer_mapping.py), so the
 // result can be checked against it tensor by tensor (scripts/check_convert.py).
 #include "io/gguf_convert.h"
+#include "io/tokenizer_text.h"
 
 #include "io/gguf_dequant.h"
 
@@ -118,24 +119,6 @@ const ByteLevel& byte_level() {
   return bl;
 }
 
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out.push_back(char(cp));
-  } else if (cp < 0x800) {
-    out.push_back(char(0xC0 | (cp >> 6)));
-    out.push_back(char(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(char(0xE0 | (cp >> 12)));
-    out.push_back(char(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(char(0x80 | (cp & 0x3F)));
-  } else {
-    out.push_back(char(0xF0 | (cp >> 18)));
-    out.push_back(char(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(char(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(char(0x80 | (cp & 0x3F)));
-  }
-}
-
 // Decode UTF-8; false on malformed input.
 bool decode_utf8(const std::string& s, std::vector<uint32_t>& cps) {
   cps.clear();
@@ -167,7 +150,7 @@ bool in_alphabet(const std::string& tok) {
 std::string byte_level_spelling(const std::string& tok) {
   if (in_alphabet(tok)) return tok;
   std::string out;
-  for (unsigned char b : tok) append_utf8(out, byte_level().byte_to_cp[b]);
+  for (unsigned char b : tok) tok::utf8_append(out, byte_level().byte_to_cp[b]);
   return out;
 }
 
