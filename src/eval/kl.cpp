@@ -5,21 +5,10 @@
 #include <cmath>
 
 #include "core/progress.h"
+#include "kernels/vmath.h"
 #include "model/forward.h"
 
 namespace awq {
-
-namespace {
-// log-sum-exp of a row and its max, in double.
-double log_sum_exp(const float* l, int vocab, float* mx_out) {
-  float mx = l[0];
-  for (int j = 1; j < vocab; ++j) mx = std::max(mx, l[j]);
-  double s = 0;
-  for (int j = 0; j < vocab; ++j) s += std::exp((double)l[j] - mx);
-  *mx_out = mx;
-  return mx + std::log(s);
-}
-}  // namespace
 
 double kl_divergence_logits(const float* p, const float* q, int vocab) {
   float mp, mq;

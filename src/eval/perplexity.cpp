@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/progress.h"
+#include "kernels/vmath.h"
 #include "model/forward.h"
 
 namespace awq {
@@ -23,11 +24,7 @@ void target_logprobs(const float* logits, int64_t rows, int vocab, const int32_t
 #pragma omp parallel for
   for (int64_t r = 0; r < rows; ++r) {
     const float* l = logits + r * vocab;
-    float mx = l[0];
-    for (int j = 1; j < vocab; ++j) mx = std::max(mx, l[j]);
-    double sum = 0.0;
-    for (int j = 0; j < vocab; ++j) sum += std::exp((double)(l[j] - mx));
-    out[r] = (double)(l[targets[r]] - mx) - std::log(sum);
+    out[r] = (double)l[targets[r]] - log_sum_exp(l, vocab);
   }
 }
 

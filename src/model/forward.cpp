@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/vmath.h"
 #include "kernels/w4.h"
 
 namespace awq {
@@ -118,17 +119,7 @@ void causal_attention(const ModelConfig& cfg, const float* q, const float* k, co
                     scores.data(), S);
         for (int i = 0; i < rows; ++i) {
           float* row = scores.data() + (size_t)i * S;
-          const int n_vis = pos0 + r0 + i + 1;
-          float mx = -INFINITY;
-          for (int j = 0; j < n_vis; ++j) mx = std::max(mx, row[j]);
-          float sum = 0.0f;
-          for (int j = 0; j < n_vis; ++j) {
-            row[j] = std::exp(row[j] - mx);
-            sum += row[j];
-          }
-          const float inv = 1.0f / sum;
-          for (int j = 0; j < n_vis; ++j) row[j] *= inv;
-          for (int j = n_vis; j < S; ++j) row[j] = 0.0f;
+          softmax_row(row, pos0 + r0 + i + 1, S);
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, S, 1.0f, scores.data(), S,
                     v + kvh * hd, nkv * hd, 0.0f, out + (size_t)r0 * nh * hd + h * hd, nh * hd);
@@ -176,11 +167,10 @@ void mlp_forward(const ModelConfig& cfg, const BlockWeights& b, const float* xn,
   linear_forward(b.gate, xn, n_tok, g.data());
   linear_forward(b.up, xn, n_tok, u);
   const int64_t n = n_tok * I;
+  const int64_t chunk = 16384;
 #pragma omp parallel for if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) {
-    const float x = g[i];
-    u[i] *= x / (1.0f + std::exp(-x));  // silu(gate) * up
-  }
+  for (int64_t i = 0; i < n; i += chunk)
+    silu_mul(g.data() + i, u + i, std::min(chunk, n - i));  // u = silu(gate) * up
   linear_forward(b.down, u, n_tok, out);
 }
 

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/vmath.h"
 #include "kernels/w4.h"
 
 namespace awq {
@@ -72,17 +73,7 @@ void cached_attention_head(const float* q, int q_stride, int rows, int p0, const
   }
   for (int i = 0; i < rows; ++i) {
     float* sr = scores.data() + (size_t)i * S;
-    const int n_vis = p0 + i + 1;
-    float mx = -INFINITY;
-    for (int j = 0; j < n_vis; ++j) mx = std::max(mx, sr[j]);
-    float sum = 0.0f;
-    for (int j = 0; j < n_vis; ++j) {
-      sr[j] = std::exp(sr[j] - mx);
-      sum += sr[j];
-    }
-    const float inv = 1.0f / sum;
-    for (int j = 0; j < n_vis; ++j) sr[j] *= inv;
-    for (int j = n_vis; j < S; ++j) sr[j] = 0.0f;
+    softmax_row(sr, p0 + i + 1, S);
   }
   if (rows >= 8) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, S, 1.0f, scores.data(), S, vc,
