@@ -17,6 +17,7 @@ struct QArgs {
   std::string model, out, method = "awq", calib, format = "autoawq", report;
   int w_bit = 4, group_size = 128, n_samples = 128, seqlen = 512, threads = 0, search_blocks = 0;
   bool zero_point = true, no_clip = false, no_duo = false, overwrite = false;
+  bool gram_loss = true, gqa_o_scale = false;
   std::vector<std::string> not_convert;
 };
 
@@ -37,6 +38,8 @@ int run_quantize(const QArgs& a) {
   o.n_samples = a.n_samples;
   o.seqlen = a.seqlen;
   o.search_blocks = a.search_blocks;
+  o.gram_loss = a.gram_loss;
+  o.gqa_o_scaling = a.gqa_o_scale;
   o.modules_to_not_convert = a.not_convert;
   o.overwrite = a.overwrite;
   o.cancel = &g_cancel;
@@ -86,6 +89,12 @@ Register reg("quantize", "quantize a model (HF dir or .gguf) to an AutoAWQ check
   sub.add_option("--seqlen", a->seqlen, "calibration block length")->capture_default_str();
   sub.add_option("--search-blocks", a->search_blocks,
                  "calibration blocks used to score the scale grid (0 = all)")
+      ->capture_default_str();
+  sub.add_flag("--gram-loss,!--no-gram-loss", a->gram_loss,
+               "score v->o and up->down on all calibration tokens via X^T X (exact; fast)")
+      ->capture_default_str();
+  sub.add_flag("--gqa-o-scale,!--no-gqa-o-scale", a->gqa_o_scale,
+               "GQA models: scale v->o with scales shared by the heads of a KV head")
       ->capture_default_str();
   sub.add_option("--modules-to-not-convert", a->not_convert, "linear name substrings kept fp16");
   sub.add_option("--threads,-t", a->threads, "threads (0 = all)");

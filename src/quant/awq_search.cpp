@@ -72,7 +72,7 @@ void quantize_with_scales(Linear& l, const std::vector<float>& s, const QuantCon
   }
 }
 
-static double mse(const std::vector<float>& a, const std::vector<float>& b) {
+double mse(const std::vector<float>& a, const std::vector<float>& b) {
   double sum = 0.0;
   const int64_t n = (int64_t)a.size();
 #pragma omp parallel for reduction(+ : sum)
@@ -83,31 +83,99 @@ static double mse(const std::vector<float>& a, const std::vector<float>& b) {
   return sum / (double)std::max<int64_t>(1, n);
 }
 
+std::vector<int> gqa_o_tie(const ModelConfig& cfg) {
+  const int hd = cfg.head_dim, rep = cfg.n_heads / cfg.n_kv_heads;
+  std::vector<int> tie((size_t)cfg.n_heads * hd);
+  for (int h = 0; h < cfg.n_heads; ++h)
+    for (int d = 0; d < hd; ++d) tie[(size_t)h * hd + d] = (h / rep) * hd + d;
+  return tie;
+}
+
+std::vector<float> untie_scales(const std::vector<float>& s, const std::vector<int>& tie,
+                                int n_prev) {
+  std::vector<float> out(n_prev, 1.0f);
+  for (size_t k = tie.size(); k-- > 0;) out[tie[k]] = s[k];  // ends on the first head's value
+  return out;
+}
+
+void tie_average(std::vector<float>& v, const std::vector<int>& tie) {
+  const int n_ids = tie.empty() ? 0 : *std::max_element(tie.begin(), tie.end()) + 1;
+  std::vector<double> sum(n_ids, 0.0);
+  std::vector<int> cnt(n_ids, 0);
+  for (size_t k = 0; k < v.size(); ++k) {
+    sum[tie[k]] += v[k];
+    ++cnt[tie[k]];
+  }
+  for (size_t k = 0; k < v.size(); ++k) v[k] = (float)(sum[tie[k]] / cnt[tie[k]]);
+}
+
+GramLoss::GramLoss(int K) : K_(K) { G_.assign((size_t)K * K, 0.0f); }
+
+void GramLoss::add(const float* x, int64_t n_tok) {
+  // G += X^T X, in token chunks (each chunk's partial sum in fp32).
+  constexpr int64_t kChunk = 4096;
+  for (int64_t t0 = 0; t0 < n_tok; t0 += kChunk) {
+    const int64_t n = std::min(kChunk, n_tok - t0);
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, K_, (int)n, 1.0f, x + t0 * K_, K_, 1.0f,
+                G_.data(), K_);
+  }
+  n_tok_ += n_tok;
+}
+
+double GramLoss::operator()(const Linear& cur, const std::vector<float>& orig) const {
+  const int N = cur.out, K = K_;
+  std::vector<float> D((size_t)N * K), E((size_t)N * K);
+  for (size_t i = 0; i < D.size(); ++i) D[i] = cur.weight[i] - orig[i];
+  cblas_ssymm(CblasRowMajor, CblasRight, CblasUpper, N, K, 1.0f, G_.data(), K, D.data(), K, 0.0f,
+              E.data(), K);
+  double sum = 0.0;
+  const int64_t n = (int64_t)N * K;
+#pragma omp parallel for reduction(+ : sum)
+  for (int64_t i = 0; i < n; ++i) sum += (double)D[i] * (double)E[i];
+  return sum / ((double)n_tok_ * N);
+}
+
 ScaleResult search_scales(std::vector<Linear*> linears, const std::vector<float>& x_mean,
                           const std::function<void(std::vector<float>&)>& run_module,
                           const std::vector<float>& y_ref, const SearchOptions& opt,
                           const std::string& name) {
+  std::vector<float> y;
+  return search_scales_loss(
+      linears, x_mean,
+      [&] {
+        run_module(y);
+        return mse(y_ref, y);
+      },
+      opt, name);
+}
+
+ScaleResult search_scales_loss(std::vector<Linear*> linears, const std::vector<float>& x_mean_in,
+                               const LossFn& loss_fn, const SearchOptions& opt,
+                               const std::string& name, const std::vector<int>* tie) {
   ScaleResult r;
   const int K = linears.at(0)->in;
   r.scales.assign(K, 1.0f);
-  for (float v : x_mean)
+  for (float v : x_mean_in)
     if (!std::isfinite(v)) {
       r.fallback = true;
       r.note = name + ": non-finite activation statistics; using identity scales";
       return r;
     }
   std::vector<const Linear*> cl(linears.begin(), linears.end());
-  const std::vector<float> w_mean = weight_channel_mean(cl, opt.q.group_size);
+  std::vector<float> w_mean = weight_channel_mean(cl, opt.q.group_size);
+  std::vector<float> x_mean = x_mean_in;
+  if (tie) {
+    tie_average(w_mean, *tie);
+    tie_average(x_mean, *tie);
+  }
   std::vector<std::vector<float>> originals;
   for (Linear* l : linears) originals.push_back(l->weight);
-  std::vector<float> y;
   double best = std::numeric_limits<double>::infinity();
   for (int i = 0; i < opt.n_grid; ++i) {
     const float ratio = (float)i / (float)opt.n_grid;
     std::vector<float> s = awq_scales_for_ratio(x_mean, w_mean, ratio, opt.duo_scaling);
     for (Linear* l : linears) quantize_with_scales(*l, s, opt.q);
-    run_module(y);
-    const double loss = mse(y_ref, y);
+    const double loss = loss_fn();
     r.losses.push_back(loss);
     if (std::isfinite(loss) && loss < best) {
       best = loss;

@@ -42,6 +42,45 @@ struct ScaleResult {
   std::string note;
 };
 
+// Grid search on a loss. For each ratio the linears' weights are replaced by Q(W*s)/s, loss()
+// is called (it sees the current weights) and the weights are restored. `tie` (optional, one id
+// per input channel) makes channels with equal ids share one scale: their x_mean and w_mean
+// are averaged before the scales are formed (GQA v -> o, where one v channel feeds several
+// o_proj input channels).
+using LossFn = std::function<double()>;
+ScaleResult search_scales_loss(std::vector<Linear*> linears, const std::vector<float>& x_mean,
+                               const LossFn& loss, const SearchOptions& opt,
+                               const std::string& name, const std::vector<int>* tie = nullptr);
+
+// Output error of one linear from the Gram matrix of its inputs: for W' = W + D,
+// mean over tokens and outputs of ((W' - W) x)^2 = sum_n d_n^T G d_n / (T * N), G = X^T X.
+// Equal to the direct loss up to rounding, at N*K*K per evaluation instead of T*N*K.
+class GramLoss {
+ public:
+  explicit GramLoss(int K);
+  GramLoss(const float* x, int64_t n_tok, int K) : GramLoss(K) { add(x, n_tok); }
+  void add(const float* x, int64_t n_tok);  // x [n_tok][K]
+  int64_t tokens() const { return n_tok_; }
+  double operator()(const Linear& current, const std::vector<float>& original_weight) const;
+
+ private:
+  int K_;
+  int64_t n_tok_ = 0;
+  std::vector<float> G_;  // [K][K], upper triangle valid
+};
+
+// GQA v -> o: tie id (the v output channel) of each o_proj input channel: head h, dim d reads
+// v channel (h / (n_heads / n_kv_heads)) * head_dim + d.
+std::vector<int> gqa_o_tie(const ModelConfig& cfg);
+// The per-v-channel scales of tied per-o-channel scales s (n_prev = v's output size).
+std::vector<float> untie_scales(const std::vector<float>& s, const std::vector<int>& tie, int n_prev);
+
+// Mean squared difference (fp64 accumulation).
+double mse(const std::vector<float>& a, const std::vector<float>& b);
+
+// Average v over the channels of each tie id (in place).
+void tie_average(std::vector<float>& v, const std::vector<int>& tie);
+
 // Grid search. `linears` are mutated during the search and restored afterwards.
 // run_module() must run the compared module with the linears' current weights and return
 // its output; y_ref is that output with the original weights.

@@ -146,6 +146,7 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
       //    search subset, accumulate mean |x| per channel, and advance x to the block output.
       BlockRecord rec;  // inputs of the first n_search blocks
       ChannelMean m_attn, m_o, m_mlp, m_down;
+      GramLoss gram_o(cfg.n_heads * cfg.head_dim), gram_down(cfg.intermediate);
       for (int c0 = 0; c0 < NB; c0 += opt.chunk_blocks) {
         const int nb = std::min(opt.chunk_blocks, NB - c0);
         BlockRecord cr;
@@ -154,6 +155,10 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
         m_o.add(cr.o_in, cfg.n_heads * cfg.head_dim);
         m_mlp.add(cr.mlp_in, H);
         m_down.add(cr.down_in, cfg.intermediate);
+        if (opt.gram_loss) {
+          gram_o.add(cr.o_in.data(), (int64_t)nb * T);
+          gram_down.add(cr.down_in.data(), (int64_t)nb * T);
+        }
         if (c0 < n_search) {
           const int keep = std::min(nb, n_search - c0);
           auto append = [&](std::vector<float>& dst, const std::vector<float>& src) {
@@ -171,15 +176,22 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
       // 2. scale search for every group, from the original weights; then apply all.
       struct Found {
         const ScaleGroup* g;
-        std::vector<float> s;
+        std::vector<float> s;       // per input channel of the group's linears
+        std::vector<float> s_prev;  // per output channel of the previous op
       };
       std::vector<Found> found;
       for (const ScaleGroup& g : cfg.arch->scale_groups) {
         std::vector<Linear*> ls;
         for (const auto& n : g.linears) ls.push_back(&b.linear(n));
+        std::vector<int> tie;  // GQA v -> o: o_proj input channel -> v output channel
         if (g.requires_same_shape && g.prev_kind == ScaleGroup::Prev::Linear) {
           const Linear& prev = b.linear(g.prev_linear);
-          if (prev.out != ls[0]->out || prev.in != ls[0]->in) continue;  // GQA: v -> o skipped
+          if (prev.out != ls[0]->out || prev.in != ls[0]->in) {
+            const int hd = cfg.head_dim;
+            const bool gqa = prev.out == cfg.n_kv_heads * hd && ls[0]->in == cfg.n_heads * hd;
+            if (!opt.gqa_o_scaling || !gqa) continue;  // the reference skips v -> o here
+            tie = gqa_o_tie(cfg);
+          }
         }
         const Input in = input_of(g.linears[0]);
         const std::vector<float>& xin = record_of(rec, in);
@@ -204,10 +216,25 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
             linear_forward(*l, xin.data(), n_tok, y.data());
           };
         }
-        std::vector<float> y_ref;
-        run(y_ref);
         const std::string name = "layer " + std::to_string(layer) + " " + join(g.linears);
-        ScaleResult r = search_scales(ls, x_mean, run, y_ref, opt.search, name);
+        ScaleResult r;
+        if (g.compare == ScaleGroup::Compare::Linear && opt.gram_loss) {
+          const GramLoss& gram = in == Input::O ? gram_o : gram_down;
+          const Linear* l = ls[0];
+          const std::vector<float> orig = l->weight;
+          r = search_scales_loss(ls, x_mean, [&] { return gram(*l, orig); }, opt.search, name,
+                                 tie.empty() ? nullptr : &tie);
+        } else {
+          std::vector<float> y_ref, y;
+          run(y_ref);
+          r = search_scales_loss(
+              ls, x_mean,
+              [&] {
+                run(y);
+                return mse(y_ref, y);
+              },
+              opt.search, name, tie.empty() ? nullptr : &tie);
+        }
         if (!r.note.empty()) {
           std::fprintf(stderr, "warning: %s\n", r.note.c_str());
           rep.warnings.push_back(r.note);
@@ -220,7 +247,9 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
         gr.loss_identity = r.losses.empty() ? 0 : r.losses[0];
         gr.fallback = r.fallback;
         rep.groups.push_back(gr);
-        found.push_back({&g, std::move(r.scales)});
+        std::vector<float> s_prev =
+            tie.empty() ? r.scales : untie_scales(r.scales, tie, b.linear(g.prev_linear).out);
+        found.push_back({&g, std::move(r.scales), std::move(s_prev)});
         AWQ_TRY(check_cancel(opt));
       }
       for (auto& f : found) {
@@ -228,7 +257,9 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
         switch (g.prev_kind) {
           case ScaleGroup::Prev::AttnNorm: apply_scales_to_norm(b.attn_norm, f.s); break;
           case ScaleGroup::Prev::MlpNorm: apply_scales_to_norm(b.mlp_norm, f.s); break;
-          case ScaleGroup::Prev::Linear: apply_scales_to_prev_linear(b.linear(g.prev_linear), f.s); break;
+          case ScaleGroup::Prev::Linear:
+            apply_scales_to_prev_linear(b.linear(g.prev_linear), f.s_prev);
+            break;
         }
         for (const auto& n : g.linears) apply_scales_to_linear(b.linear(n), f.s);
         const Input in = input_of(g.linears[0]);

@@ -18,6 +18,13 @@ struct QuantizeOptions {
   int seqlen = 512;
   int search_blocks = 0;                // calibration blocks used to score the grid (0 = all)
   int chunk_blocks = 8;                 // blocks run through the fp32 block at once
+  // Score linear-only groups (v->o, up->down) with the Gram matrix of their inputs over all
+  // calibration tokens (exact loss, N*K*K per grid point); false: direct forward on the
+  // search subset, as the reference does.
+  bool gram_loss = true;
+  // GQA models: also scale v -> o with one scale per v channel shared by the query heads
+  // that read it (the reference skips v -> o when the shapes differ).
+  bool gqa_o_scaling = false;
   std::vector<std::string> modules_to_not_convert;
   bool overwrite = false;
   bool progress = true;

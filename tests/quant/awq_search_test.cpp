@@ -184,3 +184,84 @@ TEST(ClipSearch, ReducesOutputErrorOnAnOutlierGroup) {
   EXPECT_LT(e_clip, e_plain);
   for (int o = 0; o < N; ++o) EXPECT_LE(cr.max_val[o], 0.5f);
 }
+
+TEST(ScaleFolding, GqaTiedVoScalesKeepTheAttentionOutput) {
+  // 6 query heads over 2 KV heads: one scale per v channel, shared by the 3 heads reading it.
+  std::mt19937 g(5);
+  ModelConfig c = cfg_mha();
+  c.n_heads = 6;
+  c.n_kv_heads = 2;
+  c.head_dim = 16;
+  c.hidden = 96;
+  BlockWeights b;
+  b.q = rand_linear(96, 96, g);
+  b.k = rand_linear(96, 32, g);
+  b.v = rand_linear(96, 32, g);
+  b.o = rand_linear(96, 96, g);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> x(2 * 24 * 96);
+  for (auto& v : x) v = d(g);
+  Rope rope;
+  rope.build(c, 24);
+  std::vector<float> y_ref(x.size()), y(x.size());
+  attention_forward(c, b, rope, x.data(), 2, 24, y_ref.data());
+  const std::vector<int> tie = gqa_o_tie(c);
+  ASSERT_EQ(tie.size(), 96u);
+  EXPECT_EQ(tie[0], 0);
+  EXPECT_EQ(tie[2 * 16 + 5], 5);       // head 2 reads KV head 0
+  EXPECT_EQ(tie[3 * 16 + 5], 16 + 5);  // head 3 reads KV head 1
+  std::uniform_real_distribution<float> us(0.25f, 4.0f);
+  std::vector<float> s(96);
+  for (auto& v : s) v = us(g);
+  tie_average(s, tie);  // tied: equal within each tie id
+  for (int h = 0; h < 6; ++h) EXPECT_EQ(s[h * 16 + 7], s[(h / 3) * 3 * 16 + 7]);
+  BlockWeights bs = b;
+  apply_scales_to_prev_linear(bs.v, untie_scales(s, tie, 32));
+  apply_scales_to_linear(bs.o, s);
+  attention_forward(c, bs, rope, x.data(), 2, 24, y.data());
+  double max_err = 0, max_ref = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    max_err = std::max(max_err, (double)std::fabs(y[i] - y_ref[i]));
+    max_ref = std::max(max_ref, (double)std::fabs(y_ref[i]));
+  }
+  EXPECT_LT(max_err, 1e-5 * max_ref);
+  // Untied scales on o cannot be folded into v: the same comparison must see the difference.
+  BlockWeights bu = b;
+  std::vector<float> su = s;
+  su[3 * 16 + 7] *= 3.0f;  // head 3 differs from heads 4, 5 on the same v channel
+  apply_scales_to_prev_linear(bu.v, untie_scales(su, tie, 32));
+  apply_scales_to_linear(bu.o, su);
+  attention_forward(c, bu, rope, x.data(), 2, 24, y.data());
+  double diff = 0;
+  for (size_t i = 0; i < y.size(); ++i) diff = std::max(diff, (double)std::fabs(y[i] - y_ref[i]));
+  EXPECT_GT(diff, 1e-3 * max_ref);
+}
+
+TEST(GramLoss, EqualsTheDirectOutputError) {
+  std::mt19937 g(9);
+  const int K = 200, N = 48, T = 5000;  // T > the 4096-token accumulation chunk
+  Linear l = rand_linear(K, N, g);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> x((size_t)T * K);
+  for (auto& v : x) v = d(g);
+  for (int t = 0; t < T; ++t) x[(size_t)t * K + 17] *= 30.0f;  // an outlier channel
+  const std::vector<float> orig = l.weight;
+  GramLoss gram(K);
+  gram.add(x.data(), 3000);
+  gram.add(x.data() + (size_t)3000 * K, T - 3000);
+  EXPECT_EQ(gram.tokens(), T);
+  QuantConfig q;
+  q.w_bit = 4;
+  q.group_size = 40;
+  std::vector<float> y_ref((size_t)T * N), y((size_t)T * N);
+  linear_forward(l, x.data(), T, y_ref.data());
+  std::vector<float> s(K, 1.0f);
+  s[17] = 3.0f;
+  quantize_with_scales(l, s, q);
+  linear_forward(l, x.data(), T, y.data());
+  const double direct = mse(y_ref, y), via_gram = gram(l, orig);
+  EXPECT_GT(direct, 0.0);
+  EXPECT_NEAR(via_gram, direct, 1e-4 * direct);
+  l.weight = orig;
+  EXPECT_EQ(gram(l, orig), 0.0);
+}
