@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/f16_matmul.h"
 #include "kernels/vmath.h"
 #include "kernels/w4.h"
 
@@ -223,6 +224,11 @@ void forward_hidden(const Model& m, const int32_t* tokens, int n_seq, int T, flo
 }
 
 void lm_head_forward(const Model& m, const float* hidden, int64_t n_tok, float* logits) {
+  constexpr int64_t kF16MaxRows = 16;  // above this the fp32 sgemm is faster (compute-bound)
+  if (!m.lm_head_f16.empty() && n_tok <= kF16MaxRows) {
+    f16_matmul(m.lm_head_f16.data(), m.cfg.vocab, m.cfg.hidden, hidden, (int)n_tok, logits);
+    return;
+  }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n_tok, m.cfg.vocab, m.cfg.hidden,
               1.0f, hidden, m.cfg.hidden, m.lm_head_weight(), m.cfg.hidden, 0.0f, logits,
               m.cfg.vocab);

@@ -124,6 +124,15 @@ Expected<Model> load_model(const std::string& dir, const LoadOptions& opt) {
   AWQ_ASSIGN(m.cfg, load_model_config(dir));
   AWQ_ASSIGN(SafeTensors st, SafeTensors::open(dir));
   AWQ_TRY(load_globals(st, m));
+  if (opt.keep_w4) {
+    const std::string head = m.lm_head.empty() ? "model.embed_tokens.weight" : "lm_head.weight";
+    const TensorView* tv = st.find(head);
+    const size_t n = (size_t)m.cfg.vocab * m.cfg.hidden;
+    if (tv && tv->dtype == DType::F16 && tv->nbytes == n * sizeof(uint16_t)) {
+      m.lm_head_f16.resize(n);  // the file's bits (load_globals checked the shape)
+      std::memcpy(m.lm_head_f16.data(), tv->data, tv->nbytes);
+    }
+  }
   m.blocks.reserve(m.cfg.n_layers);
   for (int i = 0; i < m.cfg.n_layers; ++i) {
     auto b = load_block(st, m.cfg, i, opt);

@@ -35,6 +35,9 @@ struct Model {
   std::vector<float> final_norm;  // [hidden]
   std::vector<float> lm_head;     // [vocab][hidden]; empty when tied to embed
   const float* lm_head_weight() const { return lm_head.empty() ? embed.data() : lm_head.data(); }
+  // fp16 copy of the lm_head when the checkpoint stores it in fp16 and the model was loaded
+  // for inference (LoadOptions::keep_w4): decode reads half the bytes (exact: same values).
+  std::vector<uint16_t> lm_head_f16;
 };
 
 struct LoadOptions {

@@ -243,7 +243,8 @@ size_t weight_bytes_per_token(const Model& m) {
   }
   total += m.final_norm.size() * sizeof(float);
   total += (size_t)m.cfg.hidden * sizeof(float);                      // one embedding row
-  total += (size_t)m.cfg.vocab * m.cfg.hidden * sizeof(float);         // lm_head (tied or not)
+  total += (size_t)m.cfg.vocab * m.cfg.hidden *                        // lm_head (tied or not)
+           (m.lm_head_f16.empty() ? sizeof(float) : sizeof(uint16_t));
   return total;
 }
 
