@@ -1,9 +1,12 @@
 // SafeTensors reader and writer. See safetensors.h and docs/FORMAT.md for what is validated.
 #include "io/safetensors.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -304,12 +307,61 @@ Expected<std::vector<float>> SafeTensors::to_f32(const std::string& name,
 // Writer
 // ---------------------------------------------------------------------------------------------
 
+namespace {
+// pwrite(2) all of `n` bytes at `off` (retrying short writes and EINTR); false sets errno.
+bool pwrite_fully(int fd, const void* data, size_t n, uint64_t off) {
+  const uint8_t* p = static_cast<const uint8_t*>(data);
+  while (n > 0) {
+    const ssize_t w = ::pwrite(fd, p, std::min(n, size_t(1) << 30), off_t(off));
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return false;
+    if (w == 0) {
+      errno = EIO;
+      return false;
+    }
+    p += w;
+    n -= size_t(w);
+    off += uint64_t(w);
+  }
+  return true;
+}
+
+std::atomic<unsigned> g_writer_id{0};
+constexpr size_t kCopyChunk = size_t(4) << 20;  // data file -> shard copy buffer
+}  // namespace
+
 SafeTensorsWriter::SafeTensorsWriter(std::string out_dir, size_t max_shard_bytes)
-    : out_dir_(std::move(out_dir)), max_shard_bytes_(max_shard_bytes ? max_shard_bytes : 1) {}
+    : out_dir_(std::move(out_dir)),
+      max_shard_bytes_(max_shard_bytes ? max_shard_bytes : 1),
+      id_(g_writer_id++) {}
 
 SafeTensorsWriter::~SafeTensorsWriter() {
+  close_data_file();
   if (!finished_)
     for (const auto& t : temp_shards_) std::remove(t.c_str());
+}
+
+std::string SafeTensorsWriter::temp_name(const char* kind) const {
+  return (fs::path(out_dir_) / (".shard-" + std::to_string(temp_shards_.size()) + "." + kind +
+                                ".tmp-" + std::to_string(getpid()) + "-" + std::to_string(id_)))
+      .string();
+}
+
+void SafeTensorsWriter::close_data_file() {
+  if (data_fd_ >= 0) ::close(data_fd_);
+  data_fd_ = -1;
+  if (!data_tmp_.empty()) std::remove(data_tmp_.c_str());
+  data_tmp_.clear();
+  data_bytes_ = 0;
+}
+
+Status SafeTensorsWriter::open_data_file() {
+  const std::string path = temp_name("data");
+  data_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (data_fd_ < 0) return make_error(path, ": cannot create: ", std::strerror(errno));
+  data_tmp_ = path;
+  data_bytes_ = 0;
+  return Status::Ok();
 }
 
 Status SafeTensorsWriter::add(const std::string& name, DType dtype, std::vector<int64_t> shape,
@@ -325,18 +377,17 @@ Status SafeTensorsWriter::add(const std::string& name, DType dtype, std::vector<
   if (mul_overflows(numel, dtype_size(dtype), &want) || want != nbytes)
     return make_error(out_dir_, ": tensor \"", name, "\": shape ", shape_str(shape), " x ",
                       dtype_name(dtype), " needs ", want, " bytes, got ", nbytes);
-  for (const auto& p : pending_)
-    if (p.name == name) return make_error(out_dir_, ": duplicate tensor \"", name, "\"");
-  for (const auto& s : shard_tensor_names_)
-    if (std::find(s.begin(), s.end(), name) != s.end())
-      return make_error(out_dir_, ": duplicate tensor \"", name, "\"");
-  Pending p{name, dtype, std::move(shape), {}};
-  p.bytes.resize(nbytes);
-  if (nbytes) std::memcpy(p.bytes.data(), data, nbytes);
-  pending_.push_back(std::move(p));
-  pending_bytes_ += nbytes;
+  if (names_.count(name)) return make_error(out_dir_, ": duplicate tensor \"", name, "\"");
+  if (data_fd_ < 0) AWQ_TRY(open_data_file());
+  // At data_bytes_, not the file position: a failed write leaves nothing behind that counts.
+  if (nbytes && !pwrite_fully(data_fd_, data, nbytes, data_bytes_))
+    return make_error(data_tmp_, ": write of tensor \"", name, "\" (", nbytes,
+                      " bytes) failed: ", std::strerror(errno));
+  names_.insert(name);
+  entries_.push_back({name, dtype, std::move(shape), data_bytes_, data_bytes_ + nbytes});
+  data_bytes_ += nbytes;
   total_bytes_ += nbytes;
-  if (pending_bytes_ >= max_shard_bytes_) AWQ_TRY(flush_shard());
+  if (data_bytes_ >= max_shard_bytes_) AWQ_TRY(flush_shard());
   return Status::Ok();
 }
 
@@ -362,55 +413,65 @@ Status SafeTensorsWriter::add_f32(const std::string& name, DType target, std::ve
   }
 }
 
-static Status write_all(const std::string& path, const std::string& header,
-                        const std::vector<std::vector<uint8_t>*>& blobs) {
-  FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) return make_error(path, ": cannot create: ", std::strerror(errno));
-  bool ok = std::fwrite(header.data(), 1, header.size(), f) == header.size();
-  for (auto* b : blobs)
-    if (ok && !b->empty()) ok = std::fwrite(b->data(), 1, b->size(), f) == b->size();
-  ok = ok && std::fflush(f) == 0 && fsync(fileno(f)) == 0;
-  const bool closed = std::fclose(f) == 0;
-  if (!ok || !closed) {
-    std::remove(path.c_str());
-    return make_error(path, ": write failed: ", std::strerror(errno));
-  }
-  return Status::Ok();
-}
-
+// Completes the open shard: a temp shard file = u64 header length + JSON header + the data
+// file's bytes (copied in chunks, never read whole), fsynced; then the data file is removed.
 Status SafeTensorsWriter::flush_shard() {
   nlohmann::ordered_json h;
   h["__metadata__"] = {{"format", "pt"}};
-  uint64_t off = 0;
   std::vector<std::string> names;
-  std::vector<std::vector<uint8_t>*> blobs;
-  for (auto& p : pending_) {
-    h[p.name] = {{"dtype", dtype_name(p.dtype)},
-                 {"shape", p.shape},
-                 {"data_offsets", {off, off + p.bytes.size()}}};
-    off += p.bytes.size();
-    names.push_back(p.name);
-    blobs.push_back(&p.bytes);
+  for (const auto& e : entries_) {
+    h[e.name] = {{"dtype", dtype_name(e.dtype)},
+                 {"shape", e.shape},
+                 {"data_offsets", {e.begin, e.end}}};
+    names.push_back(e.name);
   }
   std::string text = h.dump();
   while (text.size() % 8) text.push_back(' ');  // align the data section to 8 bytes
   std::string header;
   put_u64_le(header, text.size());
   header += text;
-  const std::string tmp = (fs::path(out_dir_) / (".shard-" + std::to_string(temp_shards_.size()) +
-                                                 ".safetensors.tmp-" + std::to_string(getpid())))
-                              .string();
-  AWQ_TRY(write_all(tmp, header, blobs));
+
+  const std::string tmp = temp_name("safetensors");
+  const int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (out < 0) return make_error(tmp, ": cannot create: ", std::strerror(errno));
+  auto fail = [&](const std::string& what) {
+    const int e = errno;
+    ::close(out);
+    std::remove(tmp.c_str());
+    return make_error(tmp, ": ", what, ": ", std::strerror(e));
+  };
+  if (!pwrite_fully(out, header.data(), header.size(), 0)) return fail("write failed");
+  if (data_bytes_ > 0) {
+    std::vector<uint8_t> buf(size_t(std::min<uint64_t>(kCopyChunk, data_bytes_)));
+    for (uint64_t off = 0; off < data_bytes_;) {
+      const size_t want = size_t(std::min<uint64_t>(buf.size(), data_bytes_ - off));
+      const ssize_t r = ::pread(data_fd_, buf.data(), want, off_t(off));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        if (r == 0) errno = EIO;  // the data file is shorter than what was written to it
+        return fail("copy from " + data_tmp_ + " failed");
+      }
+      if (!pwrite_fully(out, buf.data(), size_t(r), header.size() + off))
+        return fail("write failed");
+      off += uint64_t(r);
+    }
+  }
+  if (::fsync(out) != 0) return fail("fsync failed");
+  if (::close(out) != 0) {
+    const int e = errno;
+    std::remove(tmp.c_str());
+    return make_error(tmp, ": close failed: ", std::strerror(e));
+  }
   temp_shards_.push_back(tmp);
   shard_tensor_names_.push_back(std::move(names));
-  pending_.clear();
-  pending_bytes_ = 0;
+  entries_.clear();
+  close_data_file();
   return Status::Ok();
 }
 
 Status SafeTensorsWriter::finish() {
   if (finished_) return Status::Ok();
-  if (!pending_.empty() || temp_shards_.empty()) AWQ_TRY(flush_shard());
+  if (!entries_.empty() || temp_shards_.empty()) AWQ_TRY(flush_shard());
   const size_t n = temp_shards_.size();
   std::vector<std::string> finals;
   for (size_t i = 0; i < n; ++i) {

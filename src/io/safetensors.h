@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -64,35 +65,47 @@ Expected<std::vector<TensorView>> parse_safetensors(const uint8_t* data, size_t 
 
 class SafeTensorsWriter {
  public:
-  // Writes shards into out_dir (which must exist). A shard is flushed (to a temp
-  // name) once it holds >= max_shard_bytes, so memory stays bounded by one shard.
+  // Writes shards into out_dir (which must exist). Tensor bytes are streamed to disk as they
+  // are added (a temp data file per shard); only the names, dtypes, shapes and offsets stay in
+  // memory. A shard is completed (header + data copied into a temp shard file, in chunks) once
+  // it holds >= max_shard_bytes, so memory does not grow with the model. Disk: the open shard
+  // is briefly held twice while it is completed.
   explicit SafeTensorsWriter(std::string out_dir, size_t max_shard_bytes = size_t(2) << 30);
-  ~SafeTensorsWriter();  // removes temp shards if finish() was not reached
+  ~SafeTensorsWriter();  // removes every temp file if finish() was not reached
+  SafeTensorsWriter(const SafeTensorsWriter&) = delete;
+  SafeTensorsWriter& operator=(const SafeTensorsWriter&) = delete;
   Status add(const std::string& name, DType dtype, std::vector<int64_t> shape, const void* data,
              size_t nbytes);
   // Store f32 data as `target` (F32, F16 or BF16; round to nearest even).
   Status add_f32(const std::string& name, DType target, std::vector<int64_t> shape,
                  const float* data);
-  // Flush, rename shards to model-0000i-of-0000n.safetensors (or model.safetensors when
-  // there is one shard) and write model.safetensors.index.json when sharded.
-  // __metadata__ is {"format":"pt"}.
+  // Complete the open shard, rename shards to model-0000i-of-0000n.safetensors (or
+  // model.safetensors when there is one shard) and write model.safetensors.index.json when
+  // sharded. __metadata__ is {"format":"pt"}.
   Status finish();
 
  private:
-  struct Pending {
+  struct Entry {  // one tensor of the open shard; its bytes are in data_tmp_ at [begin, end)
     std::string name;
     DType dtype;
     std::vector<int64_t> shape;
-    std::vector<uint8_t> bytes;
+    uint64_t begin, end;
   };
+  Status open_data_file();
   Status flush_shard();
+  void close_data_file();  // closes and removes data_tmp_ (if open)
+  std::string temp_name(const char* kind) const;
   std::string out_dir_;
   size_t max_shard_bytes_;
-  std::vector<Pending> pending_;
-  size_t pending_bytes_ = 0;
+  std::vector<Entry> entries_;  // the open shard
+  int data_fd_ = -1;            // the open shard's data, appended as tensors arrive
+  std::string data_tmp_;
+  uint64_t data_bytes_ = 0;
   std::vector<std::string> temp_shards_;
   std::vector<std::vector<std::string>> shard_tensor_names_;
+  std::set<std::string> names_;  // every tensor added (duplicate check)
   size_t total_bytes_ = 0;
+  unsigned id_;  // distinguishes writers of one process in one directory
   bool finished_ = false;
 };
 

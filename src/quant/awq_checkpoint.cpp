@@ -107,7 +107,7 @@ AwqCheckpointWriter::~AwqCheckpointWriter() { abort(); }
 void AwqCheckpointWriter::abort() {
   if (done_) return;
   done_ = true;
-  st_.reset();  // drops buffered tensors and its temp shards
+  st_.reset();  // removes its temp data file and temp shards
   std::error_code ec;
   if (!tmp_dir_.empty()) fs::remove_all(tmp_dir_, ec);
 }

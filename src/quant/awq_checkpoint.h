@@ -3,7 +3,7 @@
 //
 // Writing is crash-safe: everything goes to OUT_DIR.tmp-<pid>; finish() renames it to OUT_DIR in
 // one step, so OUT_DIR is either absent (or the old one, with overwrite) or complete. Memory stays
-// bounded by one shard (the SafeTensorsWriter flushes at max_shard_bytes).
+// independent of model size (the SafeTensorsWriter streams tensor bytes to disk as they arrive).
 //
 // What each QuantConfig writes:
 //   w_bit 4, zero_point:  <prefix>.qweight/.qzeros/.scales (+ .bias) and

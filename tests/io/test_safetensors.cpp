@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -167,6 +168,105 @@ TEST(SafeTensors, WriterRemovesTempShardsWithoutFinish) {
     SafeTensorsWriter w(d.p.string(), 100);
     ASSERT_TRUE(w.add_f32("t", DType::F32, {100}, x.data()).ok());
     EXPECT_FALSE(fs::is_empty(d.p));  // flushed to a temp shard
+  }
+  EXPECT_TRUE(fs::is_empty(d.p));
+}
+
+// Tensors of several dtypes and sizes (one larger than the writer's 4 MiB copy chunk, one
+// empty) across shards of a small max_shard_bytes: every byte reads back unchanged.
+TEST(SafeTensors, WriterStreamsShardsBitExact) {
+  TmpDir d;
+  struct T {
+    std::string name;
+    DType dtype;
+    std::vector<int64_t> shape;
+    std::vector<uint8_t> bytes;
+  };
+  std::vector<T> ts;
+  uint32_t rng = 12345;
+  auto fill = [&](size_t n) {
+    std::vector<uint8_t> b(n);
+    for (auto& v : b) v = uint8_t((rng = rng * 1664525u + 1013904223u) >> 24);
+    return b;
+  };
+  ts.push_back({"big.i32", DType::I32, {1300, 1000}, fill(1300u * 1000u * 4u)});  // 5.2 MB
+  ts.push_back({"small.u8", DType::U8, {3}, fill(3)});
+  ts.push_back({"empty.f32", DType::F32, {0, 7}, {}});
+  ts.push_back({"mid.f16", DType::F16, {50, 30}, fill(3000)});
+  ts.push_back({"mid.i64", DType::I64, {100}, fill(800)});
+  ts.push_back({"odd.i8", DType::I8, {777}, fill(777)});
+  ts.push_back({"last.bf16", DType::BF16, {2, 2, 2}, fill(16)});
+  {
+    SafeTensorsWriter w(d.p.string(), 1000);
+    for (auto& t : ts) {
+      ASSERT_TRUE(w.add(t.name, t.dtype, t.shape, t.bytes.data(), t.bytes.size()).ok()) << t.name;
+    }
+    ASSERT_TRUE(w.finish().ok());
+  }
+  // shards: {big}, {small, empty, mid.f16}, {mid.i64, odd.i8}, {last}
+  std::ifstream f(d / "model.safetensors.index.json");
+  ASSERT_TRUE(f.good());
+  auto idx = nlohmann::json::parse(f);
+  EXPECT_EQ(idx["weight_map"]["big.i32"], "model-00001-of-00004.safetensors");
+  EXPECT_EQ(idx["weight_map"]["mid.f16"], "model-00002-of-00004.safetensors");
+  EXPECT_EQ(idx["weight_map"]["odd.i8"], "model-00003-of-00004.safetensors");
+  EXPECT_EQ(idx["weight_map"]["last.bf16"], "model-00004-of-00004.safetensors");
+  size_t n_files = 0;
+  for (auto& e : fs::directory_iterator(d.p)) (void)e, ++n_files;
+  EXPECT_EQ(n_files, 5u);  // 4 shards + index, no temp files
+  auto st = SafeTensors::open(d.p.string());
+  ASSERT_TRUE(st.ok()) << st.error().message;
+  ASSERT_EQ(st->names().size(), ts.size());
+  for (auto& t : ts) {
+    const TensorView* v = st->find(t.name);
+    ASSERT_NE(v, nullptr) << t.name;
+    EXPECT_EQ(v->dtype, t.dtype) << t.name;
+    EXPECT_EQ(v->shape, t.shape) << t.name;
+    ASSERT_EQ(v->nbytes, t.bytes.size()) << t.name;
+    EXPECT_TRUE(t.bytes.empty() || std::memcmp(v->data, t.bytes.data(), t.bytes.size()) == 0)
+        << t.name;
+  }
+}
+
+// The writer keeps no tensor bytes: they are on disk as soon as add() returns, before the
+// shard is complete, and the caller's buffer may change afterwards.
+TEST(SafeTensors, WriterPutsBytesOnDiskAtAdd) {
+  TmpDir d;
+  std::vector<uint8_t> a(3000, 0xab), b(5000, 0xcd);
+  SafeTensorsWriter w(d.p.string(), size_t(1) << 30);
+  auto bytes_on_disk = [&] {
+    uintmax_t n = 0;
+    for (auto& e : fs::directory_iterator(d.p)) n += fs::file_size(e.path());
+    return n;
+  };
+  ASSERT_TRUE(w.add("a", DType::U8, {3000}, a.data(), a.size()).ok());
+  EXPECT_GE(bytes_on_disk(), 3000u);
+  ASSERT_TRUE(w.add("b", DType::U8, {5000}, b.data(), b.size()).ok());
+  EXPECT_GE(bytes_on_disk(), 8000u);
+  std::fill(a.begin(), a.end(), 0);  // the writer holds no pointer into the caller's data
+  ASSERT_TRUE(w.finish().ok());
+  auto st = SafeTensors::open(d.p.string());
+  ASSERT_TRUE(st.ok()) << st.error().message;
+  const TensorView* v = st->find("a");
+  ASSERT_NE(v, nullptr);
+  ASSERT_EQ(v->nbytes, 3000u);
+  EXPECT_EQ(v->data[0], 0xab);
+  EXPECT_EQ(v->data[2999], 0xab);
+}
+
+// A writer dropped mid-shard (a completed temp shard plus the open shard's data file on disk)
+// leaves the directory as it found it.
+TEST(SafeTensors, WriterWithoutFinishLeavesNoFiles) {
+  TmpDir d;
+  std::vector<float> x(100, 1.f);
+  {
+    SafeTensorsWriter w(d.p.string(), 500);
+    ASSERT_TRUE(w.add_f32("t0", DType::F32, {100}, x.data()).ok());
+    ASSERT_TRUE(w.add_f32("t1", DType::F32, {100}, x.data()).ok());  // shard 1 completed
+    ASSERT_TRUE(w.add_f32("t2", DType::F32, {100}, x.data()).ok());  // open shard
+    size_t n = 0;
+    for (auto& e : fs::directory_iterator(d.p)) (void)e, ++n;
+    EXPECT_EQ(n, 2u);  // temp shard + temp data file
   }
   EXPECT_TRUE(fs::is_empty(d.p));
 }
