@@ -15,7 +15,7 @@ namespace {
 struct KlArgs {
   std::string base, quant, file, protocol = "autoawq";
   int ctx = 512, max_windows = -1, threads = 0;
-  bool json = false, no_w4 = false;
+  bool json = false, no_w4 = false, per_layer = false;
 };
 
 int run_kl(const KlArgs& a) {
@@ -48,7 +48,7 @@ int run_kl(const KlArgs& a) {
                         {"windows", r->windows},        {"ctx", a.ctx},
                         {"protocol", protocol_name(*proto)}, {"seconds", r->seconds},
                         {"base", a.base},               {"quant", a.quant},
-                        {"file", a.file}};
+                        {"file", a.file},               {"block_rel_err", r->block_rel_err}};
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("protocol %s, ctx %d, %d windows, %lld tokens scored\n", protocol_name(*proto),
@@ -56,6 +56,11 @@ int run_kl(const KlArgs& a) {
     std::printf("mean KL = %.6f +/- %.6f nats\n", r->mean_kl, r->kl_stderr);
     std::printf("top-1 agreement = %.2f %%\n", 100.0 * r->top1_agree);
     std::printf("PPL base = %.4f, PPL quant = %.4f\n", r->ppl_base, r->ppl_quant);
+    if (a.per_layer) {
+      std::printf("block  relative error of the residual stream ||h_q - h||^2 / ||h||^2\n");
+      for (size_t l = 0; l < r->block_rel_err.size(); ++l)
+        std::printf("%5zu  %.6e\n", l, r->block_rel_err[l]);
+    }
   }
   return 0;
 }
@@ -72,6 +77,8 @@ Register reg("kl", "KL divergence of a quantized model from its base model on a 
   sub.add_option("--threads,-t", a->threads, "threads (0 = all)");
   sub.add_flag("--no-w4", a->no_w4, "dequantize the quantized model to fp32");
   sub.add_flag("--json", a->json, "print one JSON object");
+  sub.add_flag("--per-layer", a->per_layer,
+               "print the residual-stream error after every block (JSON: block_rel_err)");
   return [a]() { return run_kl(*a); };
 });
 

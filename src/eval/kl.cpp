@@ -44,10 +44,33 @@ Expected<KlResult> kl_divergence(const Model& base, const Model& quant,
   Progress prog("kl", n_windows, " win");
   if (opt.progress) prog.update(0);
   const auto t0 = std::chrono::steady_clock::now();
+  const int L = std::min(base.cfg.n_layers, quant.cfg.n_layers);
+  std::vector<double> err_num(L, 0.0), err_den(L, 0.0);
+  Rope rope_b, rope_q;
+  rope_b.build(base.cfg, ctx);
+  rope_q.build(quant.cfg, ctx);
+  std::vector<float> xb((size_t)ctx * H), xq((size_t)ctx * H);
   for (int w = 0; w < n_windows; ++w) {
     const int32_t* win = tokens.data() + (size_t)w * ctx;
-    forward_hidden(base, win, 1, ctx, hb.data());
-    forward_hidden(quant, win, 1, ctx, hq.data());
+    // The forward pass of forward_hidden(), both models in lockstep, measuring each block.
+    embed_tokens(base, win, ctx, xb.data());
+    embed_tokens(quant, win, ctx, xq.data());
+    for (int l = 0; l < L; ++l) {
+      block_forward(base.cfg, base.blocks[l], rope_b, xb.data(), 1, ctx);
+      block_forward(quant.cfg, quant.blocks[l], rope_q, xq.data(), 1, ctx);
+      double num = 0, den = 0;
+      const int64_t n_el = (int64_t)ctx * H;
+#pragma omp parallel for reduction(+ : num, den)
+      for (int64_t i = 0; i < n_el; ++i) {
+        const double d = (double)xq[i] - xb[i];
+        num += d * d;
+        den += (double)xb[i] * xb[i];
+      }
+      err_num[l] += num;
+      err_den[l] += den;
+    }
+    rms_norm(xb.data(), base.final_norm.data(), ctx, H, base.cfg.rms_eps, hb.data());
+    rms_norm(xq.data(), quant.final_norm.data(), ctx, H, quant.cfg.rms_eps, hq.data());
     for (int r0 = first; r0 < ctx - 1; r0 += kRowChunk) {
       const int n = std::min(kRowChunk, ctx - 1 - r0);
       lm_head_forward(base, hb.data() + (size_t)r0 * H, n, lb.data());
@@ -71,6 +94,7 @@ Expected<KlResult> kl_divergence(const Model& base, const Model& quant,
     if (opt.progress) prog.update(w + 1);
   }
   if (opt.progress) prog.finish();
+  for (int l = 0; l < L; ++l) res.block_rel_err.push_back(err_num[l] / std::max(1e-300, err_den[l]));
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   res.windows = n_windows;
   res.tokens_scored = (int64_t)res.kl.size();

@@ -26,6 +26,9 @@ struct KlResult {
   int windows = 0;
   double seconds = 0;
   std::vector<float> kl;              // per scored position, in order
+  // Per decoder block: ||h_quant - h_base||^2 / ||h_base||^2 of the residual stream after the
+  // block, summed over all positions of all windows (where the two models part ways).
+  std::vector<double> block_rel_err;
 };
 
 // KL(P || Q) in nats for P = softmax(p_logits), Q = softmax(q_logits) over `vocab` entries

@@ -83,6 +83,8 @@ TEST(Kl, ModelAgainstItselfIsZeroAndPplMatches) {
   EXPECT_EQ(r->tokens_scored, 6 * 15);
   EXPECT_EQ(r->mean_kl, 0.0);
   EXPECT_EQ(r->top1_agree, 1.0);
+  ASSERT_EQ(r->block_rel_err.size(), m.blocks.size());
+  for (double e : r->block_rel_err) EXPECT_EQ(e, 0.0);
   PplOptions po;
   po.ctx = 16;
   po.progress = false;
@@ -109,6 +111,30 @@ TEST(Kl, PerturbedModelHasPositiveKlGrowingWithNoise) {
   EXPECT_GT(a->mean_kl, 0.0);
   EXPECT_GT(b->mean_kl, a->mean_kl);
   EXPECT_GT(b->kl_stderr, 0.0);
+  // Per-block residual errors: positive, larger for more noise at every block.
+  ASSERT_EQ(a->block_rel_err.size(), base.blocks.size());
+  for (size_t l = 0; l < base.blocks.size(); ++l) {
+    EXPECT_GT(a->block_rel_err[l], 0.0);
+    EXPECT_GT(b->block_rel_err[l], a->block_rel_err[l]);
+  }
+}
+
+TEST(Kl, BlockErrorIsOnlyWhereTheModelsDiffer) {
+  // Perturb only the last block: the earlier blocks' residual streams are identical.
+  const Model base = tiny(3, 0.0f);
+  ASSERT_GE(base.blocks.size(), 2u);
+  Model q = base;
+  for (auto& w : q.blocks.back().down.weight) w *= 1.5f;
+  std::vector<int32_t> toks(64);
+  for (size_t i = 0; i < toks.size(); ++i) toks[i] = (int32_t)((i * 5 + 1) % 40);
+  KlOptions o;
+  o.ctx = 32;
+  o.progress = false;
+  auto r = kl_divergence(base, q, toks, o);
+  ASSERT_TRUE(r.ok());
+  const size_t last = base.blocks.size() - 1;
+  for (size_t l = 0; l < last; ++l) EXPECT_EQ(r->block_rel_err[l], 0.0);
+  EXPECT_GT(r->block_rel_err[last], 1e-6);
 }
 
 TEST(Kl, RejectsMismatchAndShortText) {

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# llama.cpp on the same machine and model, for docs/RESULTS.md (issue: W4 inference).
+# llama.cpp comes from PyPI's llama-cpp-python sdist (it vendors llama.cpp's source): we build
+# its llama-bench and llama-quantize tools with CMake, convert our fp32 SmolLM2 directory to a
+# GGUF F16 with its convert_hf_to_gguf.py, quantize to Q4_0 and Q4_K_M, and run llama-bench
+# (pp512, tg128) next to `awq bench` on our AWQ checkpoint.
+# Usage: scripts/bench_llamacpp.sh AWQ_CHECKPOINT [THREADS]     (writes under out/llcpp/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CKPT=${1:?usage: bench_llamacpp.sh AWQ_CHECKPOINT [THREADS]}
+T=${2:-2}
+VER=0.3.36
+W=${LLCPP_WORK:-out/llcpp}
+mkdir -p "$W"
+SRC="$W/llama_cpp_python-$VER/vendor/llama.cpp"
+if [ ! -d "$SRC" ]; then
+  python3 -m pip download --no-deps --no-binary :all: "llama-cpp-python==$VER" -d "$W"
+  tar xzf "$W/llama_cpp_python-$VER.tar.gz" -C "$W"
+fi
+if [ ! -x "$SRC/build/bin/llama-bench" ]; then
+  cmake -S "$SRC" -B "$SRC/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_OPENMP=ON \
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF \
+    -DLLAMA_OPENSSL=OFF >/dev/null
+  cmake --build "$SRC/build" -j"$(nproc)" --target llama-bench llama-quantize
+fi
+F16="$W/smollm2-f16.gguf"
+[ -f "$F16" ] || PYTHONPATH="$SRC/gguf-py" python3 "$SRC/convert_hf_to_gguf.py" models/smollm2-fp32 \
+  --outtype f16 --outfile "$F16"
+for q in Q4_0 Q4_K_M; do
+  [ -f "$W/smollm2-$q.gguf" ] || "$SRC/build/bin/llama-quantize" "$F16" "$W/smollm2-$q.gguf" "$q" >/dev/null
+done
+export OMP_WAIT_POLICY=passive
+for q in Q4_0 Q4_K_M; do
+  "$SRC/build/bin/llama-bench" -m "$W/smollm2-$q.gguf" -p 512 -n 128 -t "$T" -r 3 -o json \
+    >"$W/llama-bench-$q.json"
+  python3 - "$W/llama-bench-$q.json" "$q" "$(stat -c %s "$W/smollm2-$q.gguf")" <<'PY'
+import json, sys
+for r in json.load(open(sys.argv[1])):
+    test = f"pp{r['n_prompt']}" if r["n_prompt"] else f"tg{r['n_gen']}"
+    print(f"llama.cpp {sys.argv[2]:7s} file {int(sys.argv[3]) / 1e6:6.1f} MB  {test:6s} "
+          f"threads {r['n_threads']}  {r['avg_ts']:8.1f} tok/s (+/- {r['stddev_ts']:.1f})")
+PY
+done
+build/awq bench "$CKPT" -p 512 -n 128 -b 1 -t "$T" -r 3
