@@ -14,9 +14,7 @@ namespace {
 struct ChatArgs {
   std::string model, system;
   int n = 512, ctx = 4096, threads = 0;
-  std::optional<float> temperature, top_p, min_p, repeat_penalty;
-  std::optional<int> top_k;
-  uint64_t seed = 0;
+  SamplingArgs sampling;
   bool no_w4 = false;
 };
 
@@ -27,19 +25,9 @@ int run_chat(const ChatArgs& a) {
   if (tok->chat_template().empty()) return fail(a.model + ": the tokenizer has no chat template");
   auto tmpl = ChatTemplate::parse(tok->chat_template());
   if (!tmpl) return fail(tmpl.error());
-  auto gen = load_generation_defaults(a.model);
-  if (!gen) return fail(gen.error());
-  SamplingParams sp = *gen;
-  if (a.temperature) sp.temperature = *a.temperature;
-  if (a.top_k) sp.top_k = *a.top_k;
-  if (a.top_p) sp.top_p = *a.top_p;
-  if (a.min_p) sp.min_p = *a.min_p;
-  if (a.repeat_penalty) sp.repetition_penalty = *a.repeat_penalty;
-  sp.seed = a.seed;
-  if (sp.temperature < 0 || sp.top_k < 0 || !(sp.top_p > 0 && sp.top_p <= 1) ||
-      !(sp.repetition_penalty > 0))
-    return fail("invalid sampling settings (temperature >= 0, top-k >= 0, top-p in (0,1], "
-                "repeat-penalty > 0)");
+  auto spe = sampling_params(a.model, a.sampling);
+  if (!spe) return fail(spe.error());
+  const SamplingParams sp = *spe;
   auto model = load_for_inference(a.model, a.no_w4);
   if (!model) return fail(model.error());
   auto eng = Engine::create(*model, {.max_ctx = a.ctx, .n_slots = 1});
@@ -102,12 +90,7 @@ Register reg("chat", "interactive chat (stdin/stdout) with the model's chat temp
   sub.add_option("-n,--n-predict", a->n, "maximum tokens per reply")->capture_default_str();
   sub.add_option("--ctx", a->ctx, "context size (KV cache) in tokens")->capture_default_str();
   sub.add_option("--threads,-t", a->threads, "threads (0 = all)");
-  sub.add_option("--temperature", a->temperature, "0 = greedy (default: generation_config.json)");
-  sub.add_option("--top-k", a->top_k, "0 = off");
-  sub.add_option("--top-p", a->top_p, "1 = off");
-  sub.add_option("--min-p", a->min_p, "0 = off");
-  sub.add_option("--repeat-penalty", a->repeat_penalty, "1 = off");
-  sub.add_option("--seed", a->seed, "sampling seed")->capture_default_str();
+  add_sampling_options(sub, a->sampling);
   sub.add_flag("--no-w4", a->no_w4, "AWQ checkpoints: dequantize to fp32 instead of W4 kernels");
   return [a]() { return run_chat(*a); };
 });

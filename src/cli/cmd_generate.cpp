@@ -12,39 +12,15 @@ namespace {
 struct GenArgs {
   std::string model, prompt;
   int n = 128, ctx = 2048, threads = 0;
-  std::optional<float> temperature, top_p, min_p, repeat_penalty;
-  std::optional<int> top_k;
-  uint64_t seed = 0;
+  SamplingArgs sampling;
   std::vector<std::string> stops;
   bool chat = false, no_w4 = false;
 };
 
-// Sampling: generation_config.json defaults, then the flags given on the command line.
-Expected<SamplingParams> sampling_from(const std::string& model, const std::optional<float>& temp,
-                                       const std::optional<int>& top_k,
-                                       const std::optional<float>& top_p,
-                                       const std::optional<float>& min_p,
-                                       const std::optional<float>& rep, uint64_t seed) {
-  AWQ_ASSIGN(SamplingParams p, load_generation_defaults(model));
-  if (temp) p.temperature = *temp;
-  if (top_k) p.top_k = *top_k;
-  if (top_p) p.top_p = *top_p;
-  if (min_p) p.min_p = *min_p;
-  if (rep) p.repetition_penalty = *rep;
-  p.seed = seed;
-  if (p.temperature < 0) return make_error("--temperature must be >= 0, got ", p.temperature);
-  if (p.top_k < 0) return make_error("--top-k must be >= 0, got ", p.top_k);
-  if (!(p.top_p > 0 && p.top_p <= 1)) return make_error("--top-p must be in (0, 1], got ", p.top_p);
-  if (!(p.min_p >= 0 && p.min_p < 1)) return make_error("--min-p must be in [0, 1), got ", p.min_p);
-  if (!(p.repetition_penalty > 0))
-    return make_error("--repeat-penalty must be > 0, got ", p.repetition_penalty);
-  return p;
-}
-
 int run_generate(const GenArgs& a) {
   set_num_threads(a.threads);
   if (a.n < 0) return fail("-n must be >= 0");
-  auto sp = sampling_from(a.model, a.temperature, a.top_k, a.top_p, a.min_p, a.repeat_penalty, a.seed);
+  auto sp = sampling_params(a.model, a.sampling);
   if (!sp) return fail(sp.error());
   auto tok = Tokenizer::load(a.model);
   if (!tok) return fail(tok.error());
@@ -89,12 +65,7 @@ Register reg("generate", "generate text from a prompt (streamed)", [](CLI::App& 
   sub.add_option("-n,--n-predict", a->n, "maximum new tokens")->capture_default_str();
   sub.add_option("--ctx", a->ctx, "context size (KV cache) in tokens")->capture_default_str();
   sub.add_option("--threads,-t", a->threads, "threads (0 = all)");
-  sub.add_option("--temperature", a->temperature, "0 = greedy (default: generation_config.json)");
-  sub.add_option("--top-k", a->top_k, "0 = off");
-  sub.add_option("--top-p", a->top_p, "1 = off");
-  sub.add_option("--min-p", a->min_p, "0 = off");
-  sub.add_option("--repeat-penalty", a->repeat_penalty, "1 = off (HF repetition_penalty)");
-  sub.add_option("--seed", a->seed, "sampling seed")->capture_default_str();
+  add_sampling_options(sub, a->sampling);
   sub.add_option("--stop", a->stops, "stop when this string is produced (repeatable)");
   sub.add_flag("--chat", a->chat, "wrap the prompt as a user turn with the chat template");
   sub.add_flag("--no-w4", a->no_w4, "AWQ checkpoints: dequantize to fp32 instead of W4 kernels");

@@ -1,5 +1,7 @@
 #include "cli/gen_common.h"
 
+#include <CLI/CLI.hpp>
+
 #include <chrono>
 
 #include "kernels/w4.h"
@@ -95,6 +97,36 @@ void print_stats(const GenStats& s) {
                "tok/s%s]\n",
                s.prompt_tokens, s.reused, s.generated, pp, tg,
                s.ctx_full ? ", stopped: context full" : "");
+}
+
+}  // namespace awq::cli
+
+namespace awq::cli {
+
+void add_sampling_options(CLI::App& sub, SamplingArgs& s) {
+  sub.add_option("--temperature", s.temperature, "0 = greedy (default: generation_config.json)");
+  sub.add_option("--top-k", s.top_k, "0 = off");
+  sub.add_option("--top-p", s.top_p, "1 = off");
+  sub.add_option("--min-p", s.min_p, "0 = off");
+  sub.add_option("--repeat-penalty", s.repeat_penalty, "1 = off (HF repetition_penalty)");
+  sub.add_option("--seed", s.seed, "sampling seed")->capture_default_str();
+}
+
+Expected<SamplingParams> sampling_params(const std::string& model_dir, const SamplingArgs& s) {
+  AWQ_ASSIGN(SamplingParams p, load_generation_defaults(model_dir));
+  if (s.temperature) p.temperature = *s.temperature;
+  if (s.top_k) p.top_k = *s.top_k;
+  if (s.top_p) p.top_p = *s.top_p;
+  if (s.min_p) p.min_p = *s.min_p;
+  if (s.repeat_penalty) p.repetition_penalty = *s.repeat_penalty;
+  p.seed = s.seed;
+  if (p.temperature < 0) return make_error("--temperature must be >= 0, got ", p.temperature);
+  if (p.top_k < 0) return make_error("--top-k must be >= 0, got ", p.top_k);
+  if (!(p.top_p > 0 && p.top_p <= 1)) return make_error("--top-p must be in (0, 1], got ", p.top_p);
+  if (!(p.min_p >= 0 && p.min_p < 1)) return make_error("--min-p must be in [0, 1), got ", p.min_p);
+  if (!(p.repetition_penalty > 0))
+    return make_error("--repeat-penalty must be > 0, got ", p.repetition_penalty);
+  return p;
 }
 
 }  // namespace awq::cli

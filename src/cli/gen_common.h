@@ -1,7 +1,9 @@
 // Shared by `awq generate`, `awq chat` and `awq bench`: model loading and the streaming
 // generation loop over an Engine slot.
 #pragma once
+#include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -13,7 +15,23 @@
 #include "runtime/generate.h"
 #include "runtime/sampler.h"
 
+namespace CLI {
+class App;
+}
+
 namespace awq::cli {
+
+// Sampling flags shared by `awq generate` and `awq chat`; unset flags keep the model's
+// generation_config.json values.
+struct SamplingArgs {
+  std::optional<float> temperature, top_p, min_p, repeat_penalty;
+  std::optional<int> top_k;
+  uint64_t seed = 0;
+};
+void add_sampling_options(CLI::App& sub, SamplingArgs& s);
+// generation_config.json defaults of `model_dir`, then the given flags; validates the result
+// (the error names the offending flag).
+Expected<SamplingParams> sampling_params(const std::string& model_dir, const SamplingArgs& s);
 
 // AWQ checkpoints keep 4-bit weights for the W4 kernels unless no_w4 (dequantize to fp32).
 Expected<Model> load_for_inference(const std::string& dir, bool no_w4);
