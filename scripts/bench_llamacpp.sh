@@ -27,7 +27,7 @@ F16="$W/smollm2-f16.gguf"
 [ -f "$F16" ] || PYTHONPATH="$SRC/gguf-py" python3 "$SRC/convert_hf_to_gguf.py" models/smollm2-fp32 \
   --outtype f16 --outfile "$F16"
 for q in Q4_0 Q4_K_M; do
-  [ -f "$W/smollm2-$q.gguf" ] || "$SRC/build/bin/llama-quantize" "$F16" "$W/smollm2-$q.gguf" "$q" >/dev/null
+  [ -f "$W/smollm2-$q.gguf" ] || "$SRC/build/bin/llama-quantize" "$F16" "$W/smollm2-$q.gguf" "$q" >"$W/quantize-$q.log" 2>&1
 done
 export OMP_WAIT_POLICY=passive
 for q in Q4_0 Q4_K_M; do
@@ -41,4 +41,4 @@ for r in json.load(open(sys.argv[1])):
           f"threads {r['n_threads']}  {r['avg_ts']:8.1f} tok/s (+/- {r['stddev_ts']:.1f})")
 PY
 done
-build/awq bench "$CKPT" -p 512 -n 128 -b 1 -t "$T" -r 3
+OMP_WAIT_POLICY=active "${BUILD:-build}/awq" bench "$CKPT" -p 512 -n 128 -b 1 -t "$T" -r 3
