@@ -14,7 +14,7 @@ std::atomic<bool> g_cancel{false};
 extern "C" void on_sigint(int) { g_cancel.store(true); }
 
 struct QArgs {
-  std::string model, out, method = "awq", calib, format = "autoawq", report;
+  std::string model, out, method = "awq", calib, format = "autoawq", report, clip = "sampled";
   int w_bit = 4, group_size = 128, n_samples = 128, seqlen = 512, threads = 0, search_blocks = 0;
   bool zero_point = true, no_clip = false, no_duo = false, overwrite = false;
   bool gram_loss = true, gqa_o_scale = false;
@@ -31,6 +31,10 @@ int run_quantize(const QArgs& a) {
   o.search.q.zero_point = a.zero_point;
   o.search.clip = !a.no_clip;
   o.search.duo_scaling = !a.no_duo;
+  if (a.clip == "sampled") o.search.clip_mode = SearchOptions::ClipMode::Sampled;
+  else if (a.clip == "gram") o.search.clip_mode = SearchOptions::ClipMode::Gram;
+  else if (a.clip == "gram-asym") o.search.clip_mode = SearchOptions::ClipMode::GramAsym;
+  else return fail("--clip " + a.clip + " is not supported (expected sampled, gram or gram-asym)");
   if (a.method == "awq") o.method = QuantizeOptions::Method::Awq;
   else if (a.method == "rtn") o.method = QuantizeOptions::Method::Rtn;
   else return fail("--method " + a.method + " is not supported (expected awq or rtn)");
@@ -82,6 +86,10 @@ Register reg("quantize", "quantize a model (HF dir or .gguf) to an AutoAWQ check
   sub.add_flag("--zero-point,!--no-zero-point", a->zero_point, "asymmetric with zero point");
   sub.add_option("--method", a->method, "awq or rtn")->capture_default_str();
   sub.add_flag("--no-clip", a->no_clip, "skip the clipping search");
+  sub.add_option("--clip", a->clip,
+                 "clipping search: sampled (reference: +-max shrink, 512 sampled tokens), gram "
+                 "(exact on all tokens), gram-asym (gram; max and min shrunk separately)")
+      ->capture_default_str();
   sub.add_flag("--no-duo-scaling", a->no_duo, "scales from activations only");
   sub.add_option("--calib", a->calib, "calibration text (.txt: blank-line separated; .jsonl)")
       ->check(CLI::ExistingFile);

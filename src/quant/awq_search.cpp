@@ -135,6 +135,16 @@ double GramLoss::operator()(const Linear& cur, const std::vector<float>& orig) c
   return sum / ((double)n_tok_ * N);
 }
 
+void GramLoss::block(int k0, int n, const std::vector<float>* s, float* out) const {
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j) {
+      const int a = k0 + std::min(i, j), b = k0 + std::max(i, j);  // upper triangle
+      float v = G_[(size_t)a * K_ + b];
+      if (s) v = v / ((*s)[k0 + i] * (*s)[k0 + j]);
+      out[(size_t)i * n + j] = v;
+    }
+}
+
 ScaleResult search_scales(std::vector<Linear*> linears, const std::vector<float>& x_mean,
                           const std::function<void(std::vector<float>&)>& run_module,
                           const std::vector<float>& y_ref, const SearchOptions& opt,
@@ -298,6 +308,92 @@ ClipResult search_and_apply_clip(Linear& l, const float* x, int64_t n_tok,
   }
   res.err_before = err0 / ((double)N * n_groups);
   res.err_after = err1 / ((double)N * n_groups);
+  return res;
+}
+
+ClipResult search_and_apply_clip_gram(Linear& l, const GramLoss& gram,
+                                      const std::vector<float>* in_scale,
+                                      const SearchOptions& opt) {
+  const int K = l.in, N = l.out;
+  const int G = opt.q.group_size <= 0 ? K : opt.q.group_size;
+  const int n_groups = K / G;
+  const int n_shrink = std::max(1, (int)(opt.max_shrink * opt.clip_grid));
+  const bool asym = opt.clip_mode == SearchOptions::ClipMode::GramAsym;
+  // Candidates: symmetric i = 0..n_shrink-1 (i = 0: plain quantization), then (i, j) pairs.
+  const int cand = n_shrink + (asym ? n_shrink * n_shrink : 0);
+  std::vector<float> Gd((size_t)n_groups * G * G);
+  for (int g = 0; g < n_groups; ++g) gram.block(g * G, G, in_scale, Gd.data() + (size_t)g * G * G);
+  ClipResult res;
+  res.max_val.assign((size_t)N * n_groups, 0.0f);
+  double err0 = 0, err1 = 0;
+  QuantConfig qg = opt.q;
+  qg.group_size = G;
+  const int rb = std::max(1, std::min(opt.clip_batch_rows, 16));
+  const int n_batches = (N + rb - 1) / rb;
+#pragma omp parallel reduction(+ : err0, err1)
+  {
+    std::vector<float> D, E, lo, hi;
+#pragma omp for schedule(dynamic, 1)
+    for (int bi = 0; bi < n_batches; ++bi) {
+      const int o0 = bi * rb, o1 = std::min(N, o0 + rb), nr = o1 - o0;
+      D.resize((size_t)nr * cand * G);
+      E.resize((size_t)nr * cand * G);
+      lo.resize((size_t)nr * cand);
+      hi.resize((size_t)nr * cand);
+      for (int g = 0; g < n_groups; ++g) {
+        for (int r = 0; r < nr; ++r) {
+          const float* w = l.weight.data() + (size_t)(o0 + r) * K + (size_t)g * G;
+          float mx = w[0], mn = w[0];
+          for (int k = 1; k < G; ++k) mx = std::max(mx, w[k]), mn = std::min(mn, w[k]);
+          const float amax = std::max(std::fabs(mx), std::fabs(mn));
+          float* d = D.data() + (size_t)r * cand * G;
+          float* L = lo.data() + (size_t)r * cand;
+          float* H = hi.data() + (size_t)r * cand;
+          int c = 0;
+          for (int i = 0; i < n_shrink; ++i, ++c) {
+            const float mv = amax * (1.0f - (float)i / (float)opt.clip_grid);
+            L[c] = -mv, H[c] = mv;
+          }
+          if (asym)
+            for (int i = 0; i < n_shrink; ++i)
+              for (int j = 0; j < n_shrink; ++j, ++c) {
+                H[c] = mx > 0 ? mx * (1.0f - (float)i / (float)opt.clip_grid) : mx;
+                L[c] = mn < 0 ? mn * (1.0f - (float)j / (float)opt.clip_grid) : mn;
+              }
+          for (c = 0; c < cand; ++c)
+            for (int k = 0; k < G; ++k) d[(size_t)c * G + k] = std::clamp(w[k], L[c], H[c]);
+          fake_quantize(d, cand, G, qg);
+          for (c = 0; c < cand; ++c)
+            for (int k = 0; k < G; ++k) d[(size_t)c * G + k] -= w[k];
+        }
+        // E = D * G_gg; error of a candidate = sum_k D * E.
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr * cand, G, G, 1.0f, D.data(),
+                    G, Gd.data() + (size_t)g * G * G, G, 0.0f, E.data(), G);
+        for (int r = 0; r < nr; ++r) {
+          double best = std::numeric_limits<double>::infinity(), first = 0;
+          int best_c = 0;
+          for (int c = 0; c < cand; ++c) {
+            const float* d = D.data() + ((size_t)r * cand + c) * G;
+            const float* e = E.data() + ((size_t)r * cand + c) * G;
+            double err = 0;
+            for (int k = 0; k < G; ++k) err += (double)d[k] * (double)e[k];
+            if (c == 0) first = err;
+            if (err < best) best = err, best_c = c;
+          }
+          if (!std::isfinite(best)) best = first, best_c = 0;
+          err0 += first;
+          err1 += best;
+          const float L = lo[(size_t)r * cand + best_c], H = hi[(size_t)r * cand + best_c];
+          res.max_val[(size_t)(o0 + r) * n_groups + g] = H;
+          float* w = l.weight.data() + (size_t)(o0 + r) * K + (size_t)g * G;
+          for (int k = 0; k < G; ++k) w[k] = std::clamp(w[k], L, H);
+        }
+      }
+    }
+  }
+  const double n_tok = (double)std::max<int64_t>(1, gram.tokens());
+  res.err_before = err0 / ((double)N * n_groups * n_tok);
+  res.err_after = err1 / ((double)N * n_groups * n_tok);
   return res;
 }
 

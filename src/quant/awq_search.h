@@ -20,6 +20,11 @@ struct SearchOptions {
   float max_shrink = 0.5f;
   int clip_sample_tokens = 512;
   int clip_batch_rows = 64;   // output rows per batch in the clip search
+  // Clipping search: Sampled = the reference (symmetric +-max shrink, error on 512 sampled
+  // tokens); Gram = error exact over all calibration tokens (Gram matrix of the inputs);
+  // GramAsym = Gram, and the group's max and min are also shrunk separately (a superset of the
+  // reference's candidates).
+  enum class ClipMode { Sampled, Gram, GramAsym } clip_mode = ClipMode::Sampled;
 };
 
 // w_mean (spec §3.3): per input channel mean over output rows of |w| / max|w| of its group.
@@ -62,6 +67,10 @@ class GramLoss {
   void add(const float* x, int64_t n_tok);  // x [n_tok][K]
   int64_t tokens() const { return n_tok_; }
   double operator()(const Linear& current, const std::vector<float>& original_weight) const;
+  int K() const { return K_; }
+  // out[n][n] (full, symmetric) = rows/cols k0 .. k0+n of G, each entry divided by
+  // s[i] * s[j] when s is given (the Gram of inputs x / s).
+  void block(int k0, int n, const std::vector<float>* s, float* out) const;
 
  private:
   int K_;
@@ -102,5 +111,14 @@ struct ClipResult {
   double err_before = 0, err_after = 0;
 };
 ClipResult search_and_apply_clip(Linear& l, const float* x, int64_t n_tok, const SearchOptions& opt);
+
+// Clipping search scored on the Gram matrix of the linear's inputs (all calibration tokens):
+// the error of a candidate D = Q(clamp(w)) - w of one group is D^T G_gg D, exact for the group's
+// contribution to the output. Candidates: the reference's symmetric [-mv, mv] shrinks and, in
+// GramAsym mode, every (max shrink, min shrink) pair. in_scale: scales the recorded inputs were
+// divided by after the Gram was accumulated (nullptr: none).
+ClipResult search_and_apply_clip_gram(Linear& l, const GramLoss& gram,
+                                      const std::vector<float>* in_scale,
+                                      const SearchOptions& opt);
 
 }  // namespace awq

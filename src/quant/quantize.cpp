@@ -146,7 +146,12 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
       //    search subset, accumulate mean |x| per channel, and advance x to the block output.
       BlockRecord rec;  // inputs of the first n_search blocks
       ChannelMean m_attn, m_o, m_mlp, m_down;
-      GramLoss gram_o(cfg.n_heads * cfg.head_dim), gram_down(cfg.intermediate);
+      const bool clip_gram = opt.search.clip &&
+                             opt.search.clip_mode != SearchOptions::ClipMode::Sampled;
+      const bool gram_lin = opt.gram_loss || clip_gram;
+      GramLoss gram_o(gram_lin ? cfg.n_heads * cfg.head_dim : 0),
+          gram_down(gram_lin ? cfg.intermediate : 0);
+      GramLoss gram_attn(clip_gram ? H : 0), gram_mlp(clip_gram ? H : 0);
       for (int c0 = 0; c0 < NB; c0 += opt.chunk_blocks) {
         const int nb = std::min(opt.chunk_blocks, NB - c0);
         BlockRecord cr;
@@ -155,9 +160,13 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
         m_o.add(cr.o_in, cfg.n_heads * cfg.head_dim);
         m_mlp.add(cr.mlp_in, H);
         m_down.add(cr.down_in, cfg.intermediate);
-        if (opt.gram_loss) {
+        if (gram_lin) {
           gram_o.add(cr.o_in.data(), (int64_t)nb * T);
           gram_down.add(cr.down_in.data(), (int64_t)nb * T);
+        }
+        if (clip_gram) {
+          gram_attn.add(cr.attn_in.data(), (int64_t)nb * T);
+          gram_mlp.add(cr.mlp_in.data(), (int64_t)nb * T);
         }
         if (c0 < n_search) {
           const int keep = std::min(nb, n_search - c0);
@@ -252,8 +261,10 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
         found.push_back({&g, std::move(r.scales), std::move(s_prev)});
         AWQ_TRY(check_cancel(opt));
       }
+      std::vector<float> in_scale[4];  // per Input: the scales its recorded inputs were divided by
       for (auto& f : found) {
         const ScaleGroup& g = *f.g;
+        in_scale[(int)input_of(g.linears[0])] = f.s;
         switch (g.prev_kind) {
           case ScaleGroup::Prev::AttnNorm: apply_scales_to_norm(b.attn_norm, f.s); break;
           case ScaleGroup::Prev::MlpNorm: apply_scales_to_norm(b.mlp_norm, f.s); break;
@@ -270,8 +281,17 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
         for (const auto& n : block_linear_names()) {
           if (n == "q_proj" || n == "k_proj") continue;
           if (not_converted(opt.modules_to_not_convert, linear_prefix(layer, n))) continue;
-          const std::vector<float>& xin = record_of(rec, input_of(n));
-          search_and_apply_clip(b.linear(n), xin.data(), n_tok, opt.search);
+          const Input in = input_of(n);
+          if (clip_gram) {
+            const GramLoss& gram = in == Input::Attn ? gram_attn
+                                   : in == Input::O  ? gram_o
+                                   : in == Input::Mlp ? gram_mlp : gram_down;
+            const std::vector<float>& s = in_scale[(int)in];
+            search_and_apply_clip_gram(b.linear(n), gram, s.empty() ? nullptr : &s, opt.search);
+          } else {
+            const std::vector<float>& xin = record_of(rec, in);
+            search_and_apply_clip(b.linear(n), xin.data(), n_tok, opt.search);
+          }
         }
       }
     }

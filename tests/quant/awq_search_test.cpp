@@ -265,3 +265,52 @@ TEST(GramLoss, EqualsTheDirectOutputError) {
   l.weight = orig;
   EXPECT_EQ(gram(l, orig), 0.0);
 }
+
+// The Gram clip search scores candidates exactly on all tokens: with one group per row
+// (K == G) its reported error equals the direct output error of the clipped-then-quantized
+// weight, the asymmetric candidate set (a superset) never does worse than the symmetric one,
+// and on groups whose outlier is on one side only it does strictly better.
+TEST(ClipSearch, GramAsymIsExactAndNoWorseThanSymmetric) {
+  std::mt19937 g(11);
+  const int K = 64, N = 16, T = 700;
+  Linear l = rand_linear(K, N, g, 0.02f);
+  for (int o = 0; o < N; ++o) l.weight[(size_t)o * K + (o % K)] = 0.3f + 0.02f * o;  // + outlier
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> x((size_t)T * K);
+  for (auto& v : x) v = d(g);
+  for (int t = 0; t < T; ++t) x[(size_t)t * K + 5] *= 8.0f;  // a salient input channel
+  std::vector<float> s(K, 1.0f);
+  s[5] = 2.0f;  // inputs were divided by s after the Gram was accumulated
+  GramLoss gram(x.data(), T, K);
+  std::vector<float> xs = x;
+  for (int t = 0; t < T; ++t)
+    for (int k = 0; k < K; ++k) xs[(size_t)t * K + k] /= s[k];
+  SearchOptions opt;
+  opt.q.group_size = K;
+  // Direct error of Q(lw) against the unclipped weight, in double.
+  const Linear orig = l;
+  auto out_err = [&](const Linear& lw) {
+    double e = 0;
+    for (int o = 0; o < N; ++o) {
+      std::vector<double> row(lw.weight.begin() + (size_t)o * K, lw.weight.begin() + (size_t)(o + 1) * K);
+      ref_fake_quant_group(row);
+      for (int t = 0; t < T; ++t) {
+        double a = 0;
+        for (int k = 0; k < K; ++k) a += xs[(size_t)t * K + k] * (row[k] - orig.weight[(size_t)o * K + k]);
+        e += a * a;
+      }
+    }
+    return e / ((double)T * N * 1);
+  };
+  Linear sym = l, asym = l;
+  opt.clip_mode = SearchOptions::ClipMode::Gram;
+  const ClipResult rs = search_and_apply_clip_gram(sym, gram, &s, opt);
+  opt.clip_mode = SearchOptions::ClipMode::GramAsym;
+  const ClipResult ra = search_and_apply_clip_gram(asym, gram, &s, opt);
+  const double e_plain = out_err(orig), e_sym = out_err(sym), e_asym = out_err(asym);
+  EXPECT_NEAR(rs.err_before, e_plain, 1e-3 * e_plain);
+  EXPECT_NEAR(rs.err_after, e_sym, 1e-3 * e_sym);
+  EXPECT_NEAR(ra.err_after, e_asym, 1e-3 * e_asym);
+  EXPECT_LT(e_sym, e_plain);
+  EXPECT_LT(e_asym, 0.95 * e_sym);  // the min side can shrink without the outlier's side
+}
