@@ -14,7 +14,7 @@ std::atomic<bool> g_cancel{false};
 extern "C" void on_sigint(int) { g_cancel.store(true); }
 
 struct QArgs {
-  std::string model, out, method = "awq", calib, format = "autoawq", report, clip = "sampled";
+  std::string model, out, method = "awq", calib, format = "autoawq", report, clip = "gram-asym";
   int w_bit = 4, group_size = 128, n_samples = 128, seqlen = 512, threads = 0, search_blocks = 0;
   bool zero_point = true, no_clip = false, no_duo = false, overwrite = false;
   bool gram_loss = true, gqa_o_scale = false;

@@ -24,7 +24,7 @@ struct SearchOptions {
   // tokens); Gram = error exact over all calibration tokens (Gram matrix of the inputs);
   // GramAsym = Gram, and the group's max and min are also shrunk separately (a superset of the
   // reference's candidates).
-  enum class ClipMode { Sampled, Gram, GramAsym } clip_mode = ClipMode::Sampled;
+  enum class ClipMode { Sampled, Gram, GramAsym } clip_mode = ClipMode::GramAsym;
 };
 
 // w_mean (spec §3.3): per input channel mean over output rows of |w| / max|w| of its group.

@@ -9,38 +9,18 @@
 
 #include "io/safetensors.h"
 #include "model/forward.h"
+#include "common/test_util.h"
 
 using namespace awq;
 
 namespace {
 
 ModelConfig tiny_config(int n_heads, int n_kv) {
-  ModelConfig c;
-  c.arch = &supported_architectures()[0];
-  c.hidden = 48;
-  c.intermediate = 80;
-  c.n_layers = 1;
-  c.n_heads = n_heads;
-  c.n_kv_heads = n_kv;
-  c.head_dim = 8;
-  c.vocab = 50;
-  c.rms_eps = 1e-5f;
-  c.rope_theta = 10000.0f;
-  return c;
+  return test::tiny_llama_config(48, 80, 1, n_heads, n_kv, 8, 50);
 }
 
 Linear rand_linear(int in, int out, std::mt19937& g, bool bias = false) {
-  std::normal_distribution<float> d(0.0f, 0.2f);
-  Linear l;
-  l.in = in;
-  l.out = out;
-  l.weight.resize((size_t)in * out);
-  for (auto& w : l.weight) w = d(g);
-  if (bias) {
-    l.bias.resize(out);
-    for (auto& b : l.bias) b = d(g);
-  }
-  return l;
+  return test::random_linear(in, out, g, 0.2f, bias);
 }
 
 BlockWeights rand_block(const ModelConfig& c, std::mt19937& g) {

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "model/forward.h"
+#include "common/test_util.h"
 #include "quant/awq_search.h"
 
 using namespace awq;
@@ -13,25 +14,11 @@ using namespace awq;
 namespace {
 
 Linear rand_linear(int in, int out, std::mt19937& g, float sd = 0.05f) {
-  std::normal_distribution<float> d(0.0f, sd);
-  Linear l;
-  l.in = in;
-  l.out = out;
-  l.weight.resize((size_t)in * out);
-  for (auto& w : l.weight) w = d(g);
-  return l;
+  return test::random_linear(in, out, g, sd);
 }
 
 ModelConfig cfg_mha() {
-  ModelConfig c;
-  c.arch = &supported_architectures()[0];
-  c.hidden = 128;
-  c.intermediate = 256;
-  c.n_layers = 1;
-  c.n_heads = 4;
-  c.n_kv_heads = 4;
-  c.head_dim = 32;
-  c.vocab = 10;
+  ModelConfig c = test::tiny_llama_config(128, 256, 1, 4, 4, 32, 10);
   return c;
 }
 

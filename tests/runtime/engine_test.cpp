@@ -10,6 +10,7 @@
 #include <random>
 
 #include "model/forward.h"
+#include "common/test_util.h"
 #include "io/tokenizer.h"
 #include "runtime/engine.h"
 
@@ -18,34 +19,15 @@ using namespace awq;
 namespace {
 
 Linear rand_linear(int in, int out, std::mt19937& g, bool bias) {
-  std::normal_distribution<float> d(0.0f, 0.3f);
-  Linear l;
-  l.in = in;
-  l.out = out;
-  l.weight.resize((size_t)in * out);
-  for (auto& w : l.weight) w = d(g);
-  if (bias) {
-    l.bias.resize(out);
-    for (auto& b : l.bias) b = d(g);
-  }
-  return l;
+  return test::random_linear(in, out, g, 0.3f, bias);
 }
 
 // A random 3-layer GQA Llama (q/k bias on, as Qwen2) with an untied lm_head.
 Model tiny_model(uint32_t seed) {
   std::mt19937 g(seed);
   Model m;
+  m.cfg = test::tiny_llama_config(48, 72, 3, 6, 2, 8, 97);
   ModelConfig& c = m.cfg;
-  c.arch = &supported_architectures()[0];
-  c.hidden = 48;
-  c.intermediate = 72;
-  c.n_layers = 3;
-  c.n_heads = 6;
-  c.n_kv_heads = 2;
-  c.head_dim = 8;
-  c.vocab = 97;
-  c.rms_eps = 1e-5f;
-  c.rope_theta = 10000.0f;
   std::normal_distribution<float> d(0.0f, 1.0f);
   std::uniform_real_distribution<float> u(0.5f, 1.5f);
   m.embed.resize((size_t)c.vocab * c.hidden);
