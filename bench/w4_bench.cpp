@@ -1,6 +1,9 @@
 // W4 matmul microbenchmarks (Google Benchmark), per ISA, against fp32 cblas_sgemm.
-//   w4/<isa>/K/N/M      : y[M][N] = x[M][K] W^T with a 4-bit W (group 128, 64 when K % 128)
-//   w4cold/<isa>/K/N/M  : same, cycling through enough copies of W to exceed the L3 cache, so
+//   w4/<isa>/K/N/M      : y[M][N] = x[M][K] W^T with a 4-bit W (group 128, 64 when K % 128),
+//                         decode path with exact fp32 activations (W4Decode::F32)
+//   w4i8/<isa>/K/N/M    : same with int8 activations on the decode path (W4Decode::I8; M above
+//                         the decode/prefill split runs the same fp32 prefill as w4/)
+//   w4cold[i8]/<isa>/K/N/M : same, cycling through enough copies of W to exceed the L3 cache, so
 //                         the weights really come from DRAM (the decode situation for a model)
 //   sgemm/K/N/M         : fp32 weights, cblas_sgemm via sgemm_nt
 // AWQ_DECODE_MAX_M=<m> moves the decode / prefill split (benchmark only).
@@ -53,7 +56,7 @@ void set_counters(benchmark::State& st, double weight_bytes, int M, int K, int N
       benchmark::Counter(2.0 * M * K * N * it / 1e9, benchmark::Counter::kIsRate);
 }
 
-void bm_w4(benchmark::State& st, Isa isa, int K, int N, int M, int copies) {
+void bm_w4(benchmark::State& st, Isa isa, awq::W4Decode mode, int K, int N, int M, int copies) {
   std::vector<awq::W4Matrix> ws;
   const int G = K % 128 == 0 ? 128 : 64;  // SmolLM2's K = 576 is not a multiple of 128
   for (int c = 0; c < copies; ++c) ws.push_back(random_w4(K, N, G, 1 + c));
@@ -61,7 +64,7 @@ void bm_w4(benchmark::State& st, Isa isa, int K, int N, int M, int copies) {
   std::vector<float> y((size_t)M * N);
   size_t i = 0;
   for (auto _ : st) {
-    awq::w4_matmul_isa(isa, ws[i], x.data(), M, y.data());
+    awq::w4_matmul_isa(isa, mode, ws[i], x.data(), M, y.data());
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
     if (++i == ws.size()) i = 0;
@@ -109,11 +112,15 @@ int main(int argc, char** argv) {
           std::to_string(s.K) + "/" + std::to_string(s.N) + "/" + std::to_string(M);
       for (Isa isa : awq::w4_available_isas()) {
         if (isa == Isa::Scalar && (M > 16 || s.K * s.N > 1 << 20)) continue;  // too slow to matter
-        benchmark::RegisterBenchmark(
-            ("w4/" + std::string(awq::isa_name(isa)) + "/" + shape).c_str(), bm_w4, isa, s.K, s.N,
-            M, 1)
-            ->UseRealTime()
-            ->Unit(benchmark::kMicrosecond);
+        for (awq::W4Decode mode : {awq::W4Decode::F32, awq::W4Decode::I8}) {
+          if (mode == awq::W4Decode::I8 && M > 32) continue;  // prefill: identical to w4/
+          const std::string name =
+              (mode == awq::W4Decode::I8 ? "w4i8/" : "w4/") + std::string(awq::isa_name(isa));
+          benchmark::RegisterBenchmark((name + "/" + shape).c_str(), bm_w4, isa, mode, s.K, s.N, M,
+                                       1)
+              ->UseRealTime()
+              ->Unit(benchmark::kMicrosecond);
+        }
       }
       benchmark::RegisterBenchmark(("sgemm/" + shape).c_str(), bm_sgemm, s.K, s.N, M)
           ->UseRealTime()
@@ -124,13 +131,18 @@ int main(int argc, char** argv) {
   for (int M : {1, 4, 16})
     for (Isa isa : awq::w4_available_isas()) {
       if (isa == Isa::Scalar) continue;
-      benchmark::RegisterBenchmark(
-          ("w4cold/" + std::string(awq::isa_name(isa)) + "/4096/4096/" + std::to_string(M)).c_str(),
-          bm_w4, isa, 4096, 4096, M, 8)
-          ->UseRealTime()
-          ->Unit(benchmark::kMicrosecond);
+      for (awq::W4Decode mode : {awq::W4Decode::F32, awq::W4Decode::I8}) {
+        const std::string name = (mode == awq::W4Decode::I8 ? "w4coldi8/" : "w4cold/") +
+                                 std::string(awq::isa_name(isa)) + "/4096/4096/" +
+                                 std::to_string(M);
+        benchmark::RegisterBenchmark(name.c_str(), bm_w4, isa, mode, 4096, 4096, M, 8)
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
+      }
     }
-  std::printf("active ISA: %s, OpenMP threads: %d\n", awq::isa_name(awq::w4_active_isa()), threads);
+  std::printf("active ISA: %s, decode: %s, OpenMP threads: %d\n",
+              awq::isa_name(awq::w4_active_isa()), awq::decode_name(awq::w4_decode_mode()),
+              threads);
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -100,7 +100,10 @@ int run_bench(const BenchArgs& a) {
   if (!model) return fail(model.error());
   const Model& m = *model;
   const char* weights = weights_kind(m);
-  const char* isa = std::string(weights) == "w4" ? isa_name(w4_active_isa()) : "openblas";
+  // W4: "<isa>/<decode activations>", e.g. avx2/i8 (AWQ_ISA, AWQ_DECODE).
+  const std::string isa_str = std::string(isa_name(w4_active_isa())) + "/" +
+                              decode_name(w4_decode_mode());
+  const char* isa = std::string(weights) == "w4" ? isa_str.c_str() : "openblas";
   const size_t bpt = weight_bytes_per_token(m);
 
   nlohmann::json runs = nlohmann::json::array();

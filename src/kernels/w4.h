@@ -3,26 +3,31 @@
 // Logical weight W[N][K] (N outputs, K inputs), group size G along K:
 //   W[n][k] = (q[n][k] - z[n][k/G]) * s[n][k/G],   q, z in [0, 15], s an fp16 value.
 //
-// Repacked CPU layout (W4Matrix::data, 64-byte aligned, uint32 words)
-// -------------------------------------------------------------------
+// Repacked CPU layout (W4Matrix::data, 64-byte aligned bytes)
+// ------------------------------------------------------------
 // Rows are taken 8 at a time ("tiles": rows 8t .. 8t+7; N % 8 == 0 so there is no row tail).
-// Each tile is n_groups group blocks, one after the other; each group block is
-//   group_len words of codes   word[k] (k = 0 .. group_len-1, k local to the group):
-//                              nibble i (bits 4i..4i+3) = q[8t+i][g*G+k] for i = 0..6,
-//                              nibble 7 (bits 28..31)   = q[8t+7][g*G+k] XOR 8
-//   a 32-byte W4GroupHeader: fp16 scale[i] = s[8t+i][g], int8 zero[i] = z[8t+i][g] - (i==7 ? 8 : 0)
-// so group stride = group_len + 8 words, tile stride = n_groups * group stride.
-// Masking nibble i of a word (word & (0xF << 4i)) and converting the int32 to float gives exactly
-// q*16^i (i < 7) or (q - 8)*2^28 (i == 7: the XOR makes the top nibble a signed value, so no
-// shift is needed). With sf[i] = s*16^-i (2^-28 for i = 7) and zs[i] = -zero[i]*s, computed
-// once per group by the kernels,  w = masked * sf[i] + zs[i]  reproduces (q - z) * s exactly.
-// A k-block of 8 (AVX2) or 16 (AVX-512) consecutive words holds 8 rows x 8/16 k positions, so one
-// vector load + AND + convert yields 8/16 weights of one row, vectorised along k.
-// The matmul kernels factor the group: y += sf * sum_k(masked * x) + zs * sum_k(x).
+// Each tile is n_groups group blocks, one after the other. A group block is
+//   group_len / 32 sub-blocks of 128 code bytes, then a 32-byte W4GroupHeader.
+// Sub-block b covers k = g*G + 32b + (0 .. 31) (k local to the group; k >= G is padding, code 0)
+// for the 8 rows of the tile, as 4 row pairs of 32 bytes:
+//   bytes [32p, 32p + 16)      : row p      (p = 0..3)
+//   bytes [32p + 16, 32p + 32) : row p + 4
+// and in the 16 bytes of one row, byte j holds  low nibble = q[k = 32b + j],
+//                                               high nibble = q[k = 32b + 16 + j].
+// Header: fp16 scale[i] = s[8t+i][g], uint8 zero[i] = z[8t+i][g] (plain codes, no offset).
+// group_len = G rounded up to a multiple of 32 (padding only for G % 32 != 0 or per-channel
+// K % 32 != 0), group stride = 4 * group_len + 32 bytes: the same 4.25 bits per weight at G = 128
+// as AutoAWQ's tensors (4G + 20 bytes per 8 rows x G) plus the 12-byte header pad.
+//
+// Why this layout (see docs/KERNELS.md): one 32-byte load is 64 codes of a row pair; AND 0x0F
+// and (>> 4) & 0x0F give the u8 operands of _mm256_maddubs_epi16 against int8 activations
+// (decode path "i8"), four sub-blocks' worth of pairs reduce with three horizontal adds to the 8
+// rows in natural order. The exact fp32 path ("f32") widens a row's 16 bytes to 4 x 8 floats.
+// Dequantization is q * s + (-z * s) in one FMA, exactly (q - z) * s (a 5-bit integer times an
+// fp16 value is exact in fp32), so every ISA's w4_dequantize is bit-identical to the reference.
 //
 // group_size: any multiple of 16 that divides K (32, 64, 128 in practice), or -1 / K for one
-// group per row (per-channel). group_len = group_size, except per-channel, where it is K rounded
-// up to a multiple of 16 (the padding codes are 0 and the kernels pad x with zeros).
+// group per row (per-channel).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -37,10 +42,10 @@ namespace awq {
 // Per (tile, group) header after the group's code words.
 struct W4GroupHeader {
   uint16_t scale[8];  // fp16 bits of s[8t+i][g]
-  int8_t zero[8];     // z[8t+i][g], minus 8 for i == 7 (row 7's codes are stored XOR 8)
+  uint8_t zero[8];    // z[8t+i][g] in [0, 15]
   uint8_t pad[8];     // keeps group blocks 32-byte aligned
 };
-static_assert(sizeof(W4GroupHeader) == 32, "header is 8 code words");
+static_assert(sizeof(W4GroupHeader) == 32, "header is a quarter of a sub-block");
 
 // Minimal 64-byte aligned allocator so std::vector storage suits aligned vector loads.
 template <class T>
@@ -64,24 +69,32 @@ struct AlignedAllocator {
 struct W4Matrix {
   int K = 0, N = 0, group_size = 0;  // group_size == K for per-channel
   int n_groups = 0;                  // K / group_size
-  int group_len = 0;                 // code words per group block (see layout above)
-  std::vector<uint32_t, AlignedAllocator<uint32_t>> data;  // [N/8 tiles][n_groups][group_len + 8]
+  int group_len = 0;                 // k positions stored per group: group_size rounded up to 32
+  std::vector<uint8_t, AlignedAllocator<uint8_t>> data;  // [N/8 tiles][n_groups][group stride]
 
   static constexpr int kTileRows = 8;
-  static constexpr int kHeaderWords = sizeof(W4GroupHeader) / sizeof(uint32_t);
+  static constexpr int kSubK = 32;       // k positions per sub-block
+  static constexpr int kSubBytes = 128;  // code bytes per sub-block (8 rows x 32 k x 4 bit)
+  static constexpr int kHeaderBytes = sizeof(W4GroupHeader);
   int n_tiles() const { return N / kTileRows; }
-  size_t group_stride() const { return (size_t)group_len + kHeaderWords; }
+  int n_sub() const { return group_len / kSubK; }  // sub-blocks per group
+  size_t group_stride() const { return (size_t)n_sub() * kSubBytes + kHeaderBytes; }
   size_t tile_stride() const { return (size_t)n_groups * group_stride(); }
-  const uint32_t* group_block(int tile, int g) const {
+  const uint8_t* group_block(int tile, int g) const {
     return data.data() + (size_t)tile * tile_stride() + (size_t)g * group_stride();
   }
   const W4GroupHeader* group_header(int tile, int g) const {
-    return reinterpret_cast<const W4GroupHeader*>(group_block(tile, g) + group_len);
+    return reinterpret_cast<const W4GroupHeader*>(group_block(tile, g) +
+                                                  (size_t)n_sub() * kSubBytes);
   }
-  // K padded to the code words actually stored (== K unless per-channel with K % 16 != 0).
+  // The 16 code bytes of row r (0..7) of a tile in sub-block b of a group block.
+  static size_t row_offset(int r, int b) {
+    return (size_t)b * kSubBytes + (r % 4) * 32 + (r / 4) * 16;
+  }
+  // K padded to the k positions actually stored (== K when group_size % 32 == 0).
   int k_padded() const { return n_groups * group_len; }
   // Bytes the kernels stream for one pass over the weight (codes + per-group headers).
-  size_t packed_bytes() const { return data.size() * sizeof(uint32_t); }
+  size_t packed_bytes() const { return data.size(); }
 };
 
 // From the AutoAWQ GEMM tensors: qweight int32 [K, N/8], qzeros int32 [K/G, N/8],
@@ -95,6 +108,14 @@ Expected<W4Matrix> w4_from_codes(const uint8_t* q, const uint8_t* z, const float
 
 enum class Isa { Scalar, Avx2, Avx512 };
 
+// Activations of the decode (weight-streaming) path:
+//  F32: exact fp32 (sum_k x * (q - z) * s in fp32; the reference path).
+//  I8:  each 32-value block of a row of x quantized to int8 with one fp32 scale (symmetric,
+//       amax / 127, round to nearest even); integer dot products with the 4-bit codes, scaled
+//       once per block. Relative error ~0.3-1 % per output (see docs/KERNELS.md).
+// The prefill path (dequantize + sgemm) is always fp32.
+enum class W4Decode { F32, I8 };
+
 // y[M][N] = x[M][K] · W^T (+ bias[N] if non-null). x and y are dense row-major.
 // Dispatches to w4_active_isa().
 void w4_matmul(const W4Matrix& w, const float* x, int M, float* y, const float* bias = nullptr);
@@ -107,6 +128,9 @@ bool w4_isa_available(Isa isa);
 // Same as w4_matmul on a given ISA (tests, benchmarks). The ISA must be available.
 void w4_matmul_isa(Isa isa, const W4Matrix& w, const float* x, int M, float* y,
                    const float* bias = nullptr);
+// Same with an explicit decode-path activation type (tests, benchmarks).
+void w4_matmul_isa(Isa isa, W4Decode mode, const W4Matrix& w, const float* x, int M, float* y,
+                   const float* bias = nullptr);
 void w4_dequantize_isa(Isa isa, const W4Matrix& w, float* out);
 const char* isa_name(Isa isa);
 
@@ -115,5 +139,11 @@ const char* isa_name(Isa isa);
 // default. Not thread-safe with respect to concurrent matmuls that expect another setting.
 void w4_set_decode_max_m(int m);
 int w4_decode_max_m();
+
+// The decode path's activation type used by w4_matmul / w4_matmul_isa: AWQ_DECODE=f32|i8 read
+// once (unknown values warn on stderr and use the default, I8), unless set here.
+W4Decode w4_decode_mode();
+void w4_set_decode_mode(W4Decode mode);
+const char* decode_name(W4Decode mode);
 
 }  // namespace awq

@@ -1,14 +1,21 @@
 // W4 matmul driver: input preparation, threading, and the two paths.
 //  - decode (M <= w4_decode_max_m()): the weight-streaming kernel of the active ISA; output tiles
-//    split across OpenMP threads, each weight read from memory once for all M rows.
+//    split across OpenMP threads, each weight read from memory once for all M rows. Activations
+//    are prepared once per call on the calling thread (I8: quantized to int8 per 32-value block;
+//    F32: copied only when groups need padding) into thread_local buffers that only grow.
 //  - prefill (larger M): dequantize a block of rows of W to fp32 (all ISAs bit-exact) into a
 //    buffer, then cblas_sgemm (OpenBLAS, its own OpenMP threads) on it.
 #include <cblas.h>
+#include <emmintrin.h>  // SSE2 (x86-64 baseline): the activation quantizer
 #include <omp.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "kernels/cpu/w4_kernels.h"
 #include "kernels/w4.h"
@@ -27,40 +34,39 @@ constexpr size_t kPrefillBlockBytes = size_t(8) << 20;
 
 using FloatVec = std::vector<float, AlignedAllocator<float>>;
 
+using Int8Vec = std::vector<int8_t, AlignedAllocator<int8_t>>;
+
 // Threads for a decode call: fewer for tiny matrices, where fork/join costs more than the work.
-int decode_threads(const W4Matrix& w, int M) {
+// work_per_thread: weight-equivalents one thread should get at least (the I8 kernel does ~3x
+// more weights per second than the F32 one, so it needs more of them to pay for a fork/join).
+int decode_threads(const W4Matrix& w, int M, double work_per_thread) {
   const double work = (double)w.N * w.k_padded() * (1.0 + 0.25 * (M - 1));
-  const int by_work = std::max(1, (int)(work / (64.0 * 1024)));
+  const int by_work = std::max(1, (int)(work / work_per_thread));
   return std::max(1, std::min({omp_get_max_threads(), w.n_tiles(), by_work}));
 }
 
-void decode_path(const detail::W4Kernels& kern, const W4Matrix& w, const float* x, int M, float* y,
-                 const float* bias) {
-  const int Kp = w.k_padded();
-  thread_local FloatVec xpad, xsum;
-  const float* xp = x;
-  int ldx = w.K;
-  if (Kp != w.K) {  // per-channel with K % 16 != 0: the kernels read whole k-blocks
-    xpad.assign((size_t)M * Kp, 0.0f);
-    for (int m = 0; m < M; ++m)
-      std::memcpy(xpad.data() + (size_t)m * Kp, x + (size_t)m * w.K, sizeof(float) * w.K);
-    xp = xpad.data();
-    ldx = Kp;
-  }
-  xsum.resize((size_t)M * w.n_groups);
-  const int G = w.group_size;
-  for (int m = 0; m < M; ++m)
-    for (int g = 0; g < w.n_groups; ++g) {
-      const float* xg = x + (size_t)m * w.K + (size_t)g * G;
-      float s = 0.0f;
-      for (int k = 0; k < G; ++k) s += xg[k];
-      xsum[(size_t)m * w.n_groups + g] = s;
-    }
-  const detail::W4DecodeArgs args{xp, ldx, M, xsum.data(), y, w.N, bias};
+W4Decode resolve_decode_env() {
+  const char* e = std::getenv("AWQ_DECODE");
+  std::string warning;
+  const W4Decode mode = detail::w4_resolve_decode(e, &warning);
+  if (!warning.empty()) std::fprintf(stderr, "warning: %s\n", warning.c_str());
+  return mode;
+}
+
+// -1: not set by w4_set_decode_mode (use AWQ_DECODE / the default).
+std::atomic<int> g_decode_mode{-1};
+
+// Per calling thread, reused across calls (grow only): no heap allocation in steady state.
+struct DecodeScratch {
+  FloatVec xpad, xsum, xd, xqs;
+  Int8Vec xq;
+};
+
+void run_decode(detail::W4DecodeFn fn, const W4Matrix& w, const detail::W4DecodeArgs& args,
+                int nt) {
   const int T = w.n_tiles();
-  const int nt = decode_threads(w, M);
   if (nt == 1) {
-    kern.decode(w, args, 0, T);
+    fn(w, args, 0, T);
     return;
   }
   // Dynamic chunks (~8 per thread, each a contiguous run of tiles): a thread that is descheduled
@@ -68,7 +74,66 @@ void decode_path(const detail::W4Kernels& kern, const W4Matrix& w, const float* 
   const int chunk = std::max(1, T / (nt * 8));
   const int n_chunks = (T + chunk - 1) / chunk;
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-  for (int c = 0; c < n_chunks; ++c) kern.decode(w, args, c * chunk, std::min(T, (c + 1) * chunk));
+  for (int c = 0; c < n_chunks; ++c) fn(w, args, c * chunk, std::min(T, (c + 1) * chunk));
+}
+
+void decode_f32(const detail::W4Kernels& kern, const W4Matrix& w, const float* x, int M, float* y,
+                const float* bias) {
+  thread_local DecodeScratch sc;
+  const int Kp = w.k_padded(), G = w.group_size;
+  const float* xp = x;
+  int ldx = w.K;
+  if (Kp != w.K) {  // groups padded to a multiple of 32: the kernels read whole sub-blocks
+    sc.xpad.assign((size_t)M * Kp, 0.0f);
+    for (int m = 0; m < M; ++m)
+      for (int g = 0; g < w.n_groups; ++g)
+        std::memcpy(sc.xpad.data() + (size_t)m * Kp + (size_t)g * w.group_len,
+                    x + (size_t)m * w.K + (size_t)g * G, sizeof(float) * G);
+    xp = sc.xpad.data();
+    ldx = Kp;
+  }
+  sc.xsum.resize((size_t)M * w.n_groups);
+  for (int m = 0; m < M; ++m)
+    for (int g = 0; g < w.n_groups; ++g) {
+      const float* xg = x + (size_t)m * w.K + (size_t)g * G;
+      float s = 0.0f;
+      for (int k = 0; k < G; ++k) s += xg[k];
+      sc.xsum[(size_t)m * w.n_groups + g] = s;
+    }
+  detail::W4DecodeArgs args{};
+  args.M = M;
+  args.y = y;
+  args.ldy = w.N;
+  args.bias = bias;
+  args.x = xp;
+  args.ldx = ldx;
+  args.xsum = sc.xsum.data();
+  run_decode(kern.decode, w, args, decode_threads(w, M, 64.0 * 1024));
+}
+
+void decode_i8(const detail::W4Kernels& kern, const W4Matrix& w, const float* x, int M, float* y,
+               const float* bias) {
+  thread_local DecodeScratch sc;
+  const int n_blk = w.k_padded() / W4Matrix::kSubK;
+  const size_t ldxq = (size_t)64 * n_blk;
+  sc.xq.resize((size_t)M * ldxq);
+  sc.xd.resize((size_t)M * n_blk);
+  sc.xqs.resize((size_t)M * w.n_groups);
+  for (int m = 0; m < M; ++m)
+    detail::w4_quantize_x_row(w, x + (size_t)m * w.K, sc.xq.data() + (size_t)m * ldxq,
+                              sc.xd.data() + (size_t)m * n_blk,
+                              sc.xqs.data() + (size_t)m * w.n_groups);
+  detail::W4DecodeArgs args{};
+  args.M = M;
+  args.y = y;
+  args.ldy = w.N;
+  args.bias = bias;
+  args.xq = sc.xq.data();
+  args.ldxq = ldxq;
+  args.xd = sc.xd.data();
+  args.ldxd = n_blk;
+  args.xqs = sc.xqs.data();
+  run_decode(kern.decode_i8, w, args, decode_threads(w, M, 128.0 * 1024));
 }
 
 void add_bias(float* y, int M, int N, const float* bias) {
@@ -109,13 +174,31 @@ void prefill_path(const detail::W4Kernels& kern, const W4Matrix& w, const float*
 void w4_set_decode_max_m(int m) { g_decode_max_m = m < 0 ? kDefaultDecodeMaxM : m; }
 int w4_decode_max_m() { return g_decode_max_m; }
 
-void w4_matmul_isa(Isa isa, const W4Matrix& w, const float* x, int M, float* y, const float* bias) {
+W4Decode w4_decode_mode() {
+  const int set = g_decode_mode;
+  if (set >= 0) return (W4Decode)set;
+  static const W4Decode from_env = resolve_decode_env();
+  return from_env;
+}
+
+void w4_set_decode_mode(W4Decode mode) { g_decode_mode = (int)mode; }
+
+const char* decode_name(W4Decode mode) { return mode == W4Decode::I8 ? "i8" : "f32"; }
+
+void w4_matmul_isa(Isa isa, W4Decode mode, const W4Matrix& w, const float* x, int M, float* y,
+                   const float* bias) {
   if (M <= 0 || w.N <= 0) return;
   const detail::W4Kernels& kern = detail::w4_kernels(isa);
-  if (M <= g_decode_max_m)
-    decode_path(kern, w, x, M, y, bias);
-  else
+  if (M > g_decode_max_m)
     prefill_path(kern, w, x, M, y, bias);
+  else if (mode == W4Decode::I8)
+    decode_i8(kern, w, x, M, y, bias);
+  else
+    decode_f32(kern, w, x, M, y, bias);
+}
+
+void w4_matmul_isa(Isa isa, const W4Matrix& w, const float* x, int M, float* y, const float* bias) {
+  w4_matmul_isa(isa, w4_decode_mode(), w, x, M, y, bias);
 }
 
 void w4_matmul(const W4Matrix& w, const float* x, int M, float* y, const float* bias) {
@@ -131,4 +214,67 @@ void w4_dequantize_isa(Isa isa, const W4Matrix& w, float* out) {
 
 void w4_dequantize(const W4Matrix& w, float* out) { w4_dequantize_isa(w4_active_isa(), w, out); }
 
+namespace detail {
+
+W4Decode w4_resolve_decode(const char* requested, std::string* warning) {
+  constexpr W4Decode kDefault = W4Decode::I8;
+  if (!requested || !*requested) return kDefault;
+  std::string v(requested);
+  for (char& ch : v) ch = (char)std::tolower((unsigned char)ch);
+  if (v == "f32") return W4Decode::F32;
+  if (v == "i8") return W4Decode::I8;
+  if (warning)
+    *warning = "AWQ_DECODE=" + std::string(requested) + " is not one of f32|i8; using " +
+               decode_name(kDefault);
+  return kDefault;
+}
+
+void w4_quantize_x_row(const W4Matrix& w, const float* x, int8_t* xq, float* xd, float* xqs) {
+  const int G = w.group_size, nb = w.n_sub();
+  const __m128 sign = _mm_set1_ps(-0.0f);
+  alignas(16) float tmp[32];
+  for (int g = 0; g < w.n_groups; ++g) {
+    float qs = 0.0f;
+    for (int b = 0; b < nb; ++b) {
+      const int k0 = 32 * b, len = std::min(32, G - k0);
+      const float* src = x + (size_t)g * G + k0;
+      if (len < 32) {  // padding of the group: zeros
+        std::memset(tmp, 0, sizeof(tmp));
+        std::memcpy(tmp, src, sizeof(float) * len);
+        src = tmp;
+      }
+      __m128 v[8], amax = _mm_setzero_ps();
+      for (int i = 0; i < 8; ++i) {
+        v[i] = _mm_loadu_ps(src + 4 * i);
+        amax = _mm_max_ps(amax, _mm_andnot_ps(sign, v[i]));
+      }
+      amax = _mm_max_ps(amax, _mm_shuffle_ps(amax, amax, _MM_SHUFFLE(1, 0, 3, 2)));
+      amax = _mm_max_ss(amax, _mm_shuffle_ps(amax, amax, _MM_SHUFFLE(2, 3, 0, 1)));
+      const float am = _mm_cvtss_f32(amax);
+      const float d = am / 127.0f, id = am > 0.0f ? 127.0f / am : 0.0f;
+      const __m128 idv = _mm_set1_ps(id);
+      __m128i qi[8], sum = _mm_setzero_si128();
+      for (int i = 0; i < 8; ++i) {
+        qi[i] = _mm_cvtps_epi32(_mm_mul_ps(v[i], idv));  // MXCSR default: nearest even
+        sum = _mm_add_epi32(sum, qi[i]);
+      }
+      const __m128i lo =
+          _mm_packs_epi16(_mm_packs_epi32(qi[0], qi[1]), _mm_packs_epi32(qi[2], qi[3]));
+      const __m128i hi =
+          _mm_packs_epi16(_mm_packs_epi32(qi[4], qi[5]), _mm_packs_epi32(qi[6], qi[7]));
+      int8_t* dst = xq + (size_t)(g * nb + b) * 64;
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), lo);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 16), lo);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 32), hi);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 48), hi);
+      sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, _MM_SHUFFLE(1, 0, 3, 2)));
+      sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, _MM_SHUFFLE(2, 3, 0, 1)));
+      xd[g * nb + b] = d;
+      qs += d * (float)_mm_cvtsi128_si32(sum);
+    }
+    xqs[g] = qs;
+  }
+}
+
+}  // namespace detail
 }  // namespace awq

@@ -30,6 +30,7 @@ Expected<int> check_shape(const char* fn, int K, int N, int group_size) {
 }
 
 // q(n, k), z(n, g): codes in [0, 15]; s(n, g): a finite float already rounded to fp16.
+// Layout: see w4.h (sub-blocks of 32 k x 8 rows, row pairs (p, p + 4), nibble halves).
 template <class QF, class ZF, class SF>
 W4Matrix build(int K, int N, int G, QF q, ZF z, SF s) {
   W4Matrix w;
@@ -37,26 +38,26 @@ W4Matrix build(int K, int N, int G, QF q, ZF z, SF s) {
   w.N = N;
   w.group_size = G;
   w.n_groups = K / G;
-  w.group_len = w.n_groups == 1 ? (K + 15) / 16 * 16 : G;
+  w.group_len = (G + W4Matrix::kSubK - 1) / W4Matrix::kSubK * W4Matrix::kSubK;
   w.data.assign((size_t)w.n_tiles() * w.tile_stride(), 0u);
   const int n_tiles = w.n_tiles();
 #pragma omp parallel for schedule(static)
   for (int t = 0; t < n_tiles; ++t) {
     for (int g = 0; g < w.n_groups; ++g) {
-      uint32_t* blk = w.data.data() + (size_t)t * w.tile_stride() + (size_t)g * w.group_stride();
-      for (int kk = 0; kk < w.group_len; ++kk) {
-        const int k = g * G + kk;
-        uint32_t word = 0;
-        for (int i = 0; i < 8; ++i) {
-          const uint32_t code = kk < G ? (uint32_t)q(8 * t + i, k) : 0u;  // padding: code 0
-          word |= ((i == 7 ? code ^ 8u : code) & 0xFu) << (4 * i);
+      uint8_t* blk = w.data.data() + (size_t)t * w.tile_stride() + (size_t)g * w.group_stride();
+      auto code = [&](int r, int kk) -> uint8_t {  // padding (kk >= G): code 0
+        return kk < G ? (uint8_t)(q(8 * t + r, g * G + kk) & 0xF) : (uint8_t)0;
+      };
+      for (int b = 0; b < w.n_sub(); ++b)
+        for (int r = 0; r < 8; ++r) {
+          uint8_t* row = blk + W4Matrix::row_offset(r, b);
+          for (int j = 0; j < 16; ++j)
+            row[j] = (uint8_t)(code(r, 32 * b + j) | (code(r, 32 * b + 16 + j) << 4));
         }
-        blk[kk] = word;
-      }
-      auto* hdr = reinterpret_cast<W4GroupHeader*>(blk + w.group_len);
+      auto* hdr = reinterpret_cast<W4GroupHeader*>(blk + (size_t)w.n_sub() * W4Matrix::kSubBytes);
       for (int i = 0; i < 8; ++i) {
         hdr->scale[i] = f32_to_fp16(s(8 * t + i, g));  // exact: s is already an fp16 value
-        hdr->zero[i] = (int8_t)((int)z(8 * t + i, g) - (i == 7 ? 8 : 0));
+        hdr->zero[i] = (uint8_t)z(8 * t + i, g);
       }
     }
   }

@@ -4,9 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <random>
 #include <string>
 #include <vector>
@@ -120,23 +122,26 @@ TEST(W4Pack, HandPackedAwqTinyVector) {
     EXPECT_EQ(ref::w4_scale(*w, n, 0), 0.5f) << n;
   }
   // W[n][0] = (q - 1) * 0.5, W[n][1] = 7; x = [1, 2] -> y = W[n][0] + 14.
+  // I8: x = [1, 127] quantizes losslessly (amax 127 -> scale 1), y = W[n][0] + 889.
   const float expect_w0[8] = {-0.5f, 1.5f, 0.0f, 2.0f, 0.5f, 2.5f, 1.0f, 3.0f};
-  const float x[2] = {1.0f, 2.0f};
+  const float x[2] = {1.0f, 2.0f}, x_i8[2] = {1.0f, 127.0f};
   for (Isa isa : w4_available_isas()) {
-    std::vector<float> deq(16), y(8);
+    std::vector<float> deq(16), y(8), y_i8(8);
     w4_dequantize_isa(isa, *w, deq.data());
-    w4_matmul_isa(isa, *w, x, 1, y.data());
+    w4_matmul_isa(isa, W4Decode::F32, *w, x, 1, y.data());
+    w4_matmul_isa(isa, W4Decode::I8, *w, x_i8, 1, y_i8.data());
     for (int n = 0; n < 8; ++n) {
       EXPECT_EQ(deq[2 * n], expect_w0[n]) << isa_label(isa) << " n=" << n;
       EXPECT_EQ(deq[2 * n + 1], 7.0f) << isa_label(isa) << " n=" << n;
       EXPECT_EQ(y[n], expect_w0[n] + 14.0f) << isa_label(isa) << " n=" << n;
+      EXPECT_EQ(y_i8[n], expect_w0[n] + 889.0f) << isa_label(isa) << " n=" << n;
     }
   }
 }
 
 TEST(W4Pack, FromAwqEqualsFromCodesBitExact) {
-  const int shapes[][3] = {
-      {384, 24, 128}, {640, 72, 32}, {576, 200, 64}, {100, 8, -1}, {64, 16, 16}};
+  const int shapes[][3] = {{384, 24, 128}, {640, 72, 32}, {576, 200, 64},
+                           {100, 8, -1},   {64, 16, 16},  {96, 8, 48}};
   for (const auto& sh : shapes) {
     const Codes c = random_codes(sh[0], sh[1], sh[2], 7 + sh[0], false);
     const AwqTensors t = pack_awq(c);
@@ -201,8 +206,8 @@ TEST(W4Pack, BadShapesAndValuesAreErrors) {
 // Dequantization: bit-exact (q - z) * s on every ISA.
 
 TEST(W4Dequant, BitExactOnEveryIsa) {
-  const int shapes[][3] = {
-      {384, 24, 128}, {640, 72, 32}, {576, 200, 64}, {200, 8, -1}, {37, 16, -1}};
+  const int shapes[][3] = {{384, 24, 128}, {640, 72, 32}, {576, 200, 64},
+                           {200, 8, -1},   {37, 16, -1},  {96, 16, 48}};
   for (const auto& sh : shapes) {
     const Codes c = random_codes(sh[0], sh[1], sh[2], 11 + sh[1], false);
     const W4Matrix w = make_w4(c);
@@ -229,7 +234,7 @@ struct MatmulCase {
 const MatmulCase kCases[] = {
     {384, 8, 128},  {384, 72, 32}, {384, 200, 64}, {640, 24, 128}, {640, 200, 32},
     {576, 24, 64},  {576, 72, 32}, {576, 200, -1}, {1536, 8, 128}, {1536, 72, 64},
-    {1536, 24, 32}, {200, 24, -1}, {37, 8, -1},    {640, 8, 64},
+    {1536, 24, 32}, {200, 24, -1}, {37, 8, -1},    {640, 8, 64},   {96, 16, 48},
 };
 const int kBatches[] = {1, 2, 3, 4, 7, 8, 16, 33, 64};
 
@@ -276,7 +281,7 @@ TEST_P(W4MatmulPaths, ExactDataMatchesReferenceExactly) {
       const std::vector<double> want = reference(c, x, M, bias);
       for (Isa isa : w4_available_isas()) {
         std::vector<float> y((size_t)M * c.N, NAN);
-        w4_matmul_isa(isa, w, x.data(), M, y.data(), bias.data());
+        w4_matmul_isa(isa, W4Decode::F32, w, x.data(), M, y.data(), bias.data());
         for (size_t i = 0; i < y.size(); ++i)
           ASSERT_EQ((double)y[i], want[i])
               << isa_label(isa) << " K=" << c.K << " N=" << c.N << " G=" << mc.group_size
@@ -296,7 +301,7 @@ TEST_P(W4MatmulPaths, RandomDataWithinDerivedTolerance) {
       const std::vector<double> want = reference(c, x, M, bias);
       for (Isa isa : w4_available_isas()) {
         std::vector<float> y((size_t)M * c.N, NAN);
-        w4_matmul_isa(isa, w, x.data(), M, y.data(), bias.data());
+        w4_matmul_isa(isa, W4Decode::F32, w, x.data(), M, y.data(), bias.data());
         for (int m = 0; m < M; ++m)
           for (int n = 0; n < c.N; ++n) {
             const double tol = tolerance(c, x.data() + (size_t)m * c.K, n, bias[n]);
@@ -317,10 +322,136 @@ INSTANTIATE_TEST_SUITE_P(Paths, W4MatmulPaths, ::testing::Values(-1, 0, 64),
                                                  : std::string("Decode");
                          });
 
+// ---------------------------------------------------------------------------------------------
+// I8 decode path: activations quantized per 32-value block of a group (w4.h, W4Decode::I8).
+
+// The test's own statement of the activation quantization: per row, per group, per 32-value
+// block: d = amax / 127, q = nearest-even(x * (127 / amax)). Returns x^ = d * q (exact in double)
+// and the block scale d of every element.
+struct QuantizedX {
+  std::vector<double> xhat;  // [M][K]
+  std::vector<float> d;      // [M][K]: scale of the element's block
+};
+QuantizedX quantize_x(const Codes& c, const std::vector<float>& x, int M) {
+  QuantizedX r;
+  r.xhat.resize((size_t)M * c.K);
+  r.d.resize((size_t)M * c.K);
+  for (int m = 0; m < M; ++m)
+    for (int k0 = 0; k0 < c.K;) {
+      const int k1 = std::min(k0 + 32, (k0 / c.G + 1) * c.G);  // blocks never cross a group
+      float amax = 0.0f;
+      for (int k = k0; k < k1; ++k) amax = std::max(amax, std::fabs(x[(size_t)m * c.K + k]));
+      const float d = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
+      for (int k = k0; k < k1; ++k) {
+        const float q = std::nearbyint(x[(size_t)m * c.K + k] * id);
+        EXPECT_LE(std::fabs(q), 127.0f);
+        r.xhat[(size_t)m * c.K + k] = (double)d * q;
+        r.d[(size_t)m * c.K + k] = d;
+      }
+      k0 = k1;
+    }
+  return r;
+}
+
+// x that the I8 quantization represents exactly: in every block one element is +-127/32 (so
+// d = 1/32 exactly) and the others are i/32 with |i| <= 4. With power-of-two weight scales every
+// fp32 operation of both paths is then exact for K <= 1536 (magnitudes < 2^24 grid steps).
+std::vector<float> lossless_i8_x(const Codes& c, int M, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> small(-4, 4), coin(0, 1);
+  std::vector<float> x((size_t)M * c.K);
+  for (int m = 0; m < M; ++m)
+    for (int k0 = 0; k0 < c.K;) {
+      const int k1 = std::min(k0 + 32, (k0 / c.G + 1) * c.G);
+      for (int k = k0; k < k1; ++k) x[(size_t)m * c.K + k] = (float)small(rng) / 32.0f;
+      const int at = k0 + (int)(rng() % (uint32_t)(k1 - k0));
+      x[(size_t)m * c.K + at] = (coin(rng) ? 127.0f : -127.0f) / 32.0f;
+      k0 = k1;
+    }
+  return x;
+}
+
+class W4MatmulI8 : public ::testing::Test {
+ protected:
+  void SetUp() override { w4_set_decode_max_m(64); }  // the decode kernel for every M here
+  void TearDown() override { w4_set_decode_max_m(-1); }
+};
+
+// Lossless activations + power-of-two scales: the I8 path must be exact on every ISA.
+TEST_F(W4MatmulI8, LosslessDataMatchesReferenceExactly) {
+  for (const MatmulCase& mc : kCases) {
+    const Codes c = random_codes(mc.K, mc.N, mc.group_size, 300 + mc.K + mc.N, true);
+    const W4Matrix w = make_w4(c);
+    const std::vector<float> bias = random_x(c.N, 6, true);
+    for (int M : kBatches) {
+      const std::vector<float> x = lossless_i8_x(c, M, 3000 + M);
+      const QuantizedX qx = quantize_x(c, x, M);
+      for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(qx.xhat[i], (double)x[i]) << i;
+      const std::vector<double> want = reference(c, x, M, bias);
+      for (Isa isa : w4_available_isas()) {
+        std::vector<float> y((size_t)M * c.N, NAN);
+        w4_matmul_isa(isa, W4Decode::I8, w, x.data(), M, y.data(), bias.data());
+        for (size_t i = 0; i < y.size(); ++i)
+          ASSERT_EQ((double)y[i], want[i])
+              << isa_label(isa) << " K=" << c.K << " N=" << c.N << " G=" << mc.group_size
+              << " M=" << M << " m=" << i / c.N << " n=" << i % c.N;
+      }
+    }
+  }
+}
+
+// Random data: every ISA (scalar = the integer reference) agrees with the double evaluation of
+// W * x^ (x^ = the quantized activations, computed by the test) within the fp32 bound of the
+// F32 tests; and with the exact W * x within the quantization error bound
+//   sum_k |w_k| * (d_k / 2 + 2 eps |x_k|)   (rounding to the grid d, plus the 1-ulp error of
+//   the reciprocal scale) + the fp32 bound.
+TEST_F(W4MatmulI8, RandomDataWithinQuantizationBound) {
+  double worst_ratio = 0, err2 = 0, ref2 = 0;
+  for (const MatmulCase& mc : kCases) {
+    const Codes c = random_codes(mc.K, mc.N, mc.group_size, 400 + mc.K * 3 + mc.N, false);
+    const W4Matrix w = make_w4(c);
+    const std::vector<float> bias = random_x(c.N, 10, false);
+    for (int M : kBatches) {
+      const std::vector<float> x = random_x((size_t)M * c.K, 4000 + M, false);
+      const QuantizedX qx = quantize_x(c, x, M);
+      std::vector<float> xhat_f(qx.xhat.begin(), qx.xhat.end());  // exact: d * q is a float
+      const std::vector<double> want_q = reference(c, xhat_f, M, bias);
+      const std::vector<double> want = reference(c, x, M, bias);
+      for (Isa isa : w4_available_isas()) {
+        std::vector<float> y((size_t)M * c.N, NAN);
+        w4_matmul_isa(isa, W4Decode::I8, w, x.data(), M, y.data(), bias.data());
+        for (int m = 0; m < M; ++m)
+          for (int n = 0; n < c.N; ++n) {
+            const size_t i = (size_t)m * c.N + n;
+            const double tol_fp = tolerance(c, xhat_f.data() + (size_t)m * c.K, n, bias[n]);
+            ASSERT_NEAR(y[i], want_q[i], tol_fp)
+                << isa_label(isa) << " K=" << c.K << " N=" << c.N << " G=" << mc.group_size
+                << " M=" << M << " m=" << m << " n=" << n;
+            double bound = tol_fp;
+            for (int k = 0; k < c.K; ++k) {
+              const size_t mk = (size_t)m * c.K + k;
+              bound += std::fabs(c.w(n, k)) * (0.5 * qx.d[mk] + 2 * FLT_EPSILON * std::fabs(x[mk]));
+            }
+            const double err = std::fabs(y[i] - want[i]);
+            ASSERT_LE(err, bound) << isa_label(isa) << " K=" << c.K << " N=" << c.N
+                                  << " G=" << mc.group_size << " M=" << M << " m=" << m
+                                  << " n=" << n;
+            worst_ratio = std::max(worst_ratio, err / bound);
+            err2 += err * err;
+            ref2 += (want[i] - bias[n]) * (want[i] - bias[n]);
+          }
+      }
+    }
+  }
+  // Informational: how close to the bound the data came, and the relative RMS error.
+  std::printf("I8 vs exact: worst |err| / bound = %.3f, relative RMS error = %.5f\n", worst_ratio,
+              std::sqrt(err2 / ref2));
+}
+
 TEST(W4Matmul, NoBiasAndDispatchAgree) {
   const Codes c = random_codes(576, 72, 64, 42, true);
   const W4Matrix w = make_w4(c);
-  const std::vector<float> x = random_x(576 * 3, 43, true);
+  const std::vector<float> x = lossless_i8_x(c, 3, 43);  // exact for both decode modes
   const std::vector<float> zero(72, 0.0f);
   const std::vector<double> want = reference(c, x, 3, zero);
   std::vector<float> y(3 * 72);
@@ -328,22 +459,24 @@ TEST(W4Matmul, NoBiasAndDispatchAgree) {
   for (size_t i = 0; i < y.size(); ++i) ASSERT_EQ((double)y[i], want[i]) << i;
 }
 
-// The exact test above must be able to fail: flipping one code changes the output.
+// The exact tests above must be able to fail: flipping one code changes the output, in both
+// decode modes (the I8 data is lossless, so both are exact).
 TEST(W4Matmul, SingleCodeChangeIsDetected) {
   Codes c = random_codes(384, 24, 128, 77, true);
-  const std::vector<float> x = random_x(384, 78, true);
+  const std::vector<float> x = lossless_i8_x(c, 1, 78);
   const std::vector<float> zero(24, 0.0f);
   const std::vector<double> want = reference(c, x, 1, zero);
   int k = 300;  // row 13, first k >= 300 where x is nonzero
   while (x[k] == 0.0f) ++k;
   c.q[(size_t)13 * 384 + k] ^= 1;
   const W4Matrix w = make_w4(c);
-  for (Isa isa : w4_available_isas()) {
-    std::vector<float> y(24);
-    w4_matmul_isa(isa, w, x.data(), 1, y.data());
-    EXPECT_NE((double)y[13], want[13]) << isa_label(isa);
-    EXPECT_EQ((double)y[12], want[12]) << isa_label(isa);
-  }
+  for (Isa isa : w4_available_isas())
+    for (W4Decode mode : {W4Decode::F32, W4Decode::I8}) {
+      std::vector<float> y(24);
+      w4_matmul_isa(isa, mode, w, x.data(), 1, y.data());
+      EXPECT_NE((double)y[13], want[13]) << isa_label(isa) << " " << decode_name(mode);
+      EXPECT_EQ((double)y[12], want[12]) << isa_label(isa) << " " << decode_name(mode);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -375,6 +508,17 @@ TEST(W4Dispatch, EnvRequestResolution) {
     EXPECT_EQ(got, best);
     EXPECT_NE(warn.find("falling back"), std::string::npos) << warn;
   }
+}
+
+TEST(W4Dispatch, DecodeModeResolution) {
+  std::string warn;
+  EXPECT_EQ(detail::w4_resolve_decode("f32", &warn), W4Decode::F32);
+  EXPECT_EQ(detail::w4_resolve_decode("I8", &warn), W4Decode::I8);
+  EXPECT_EQ(detail::w4_resolve_decode(nullptr, &warn), W4Decode::I8);
+  EXPECT_TRUE(warn.empty());
+  EXPECT_EQ(detail::w4_resolve_decode("int4", &warn), W4Decode::I8);
+  EXPECT_NE(warn.find("not one of f32|i8"), std::string::npos) << warn;
+  EXPECT_STREQ(decode_name(W4Decode::F32), "f32");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,13 @@
 // AVX2 + FMA W4 kernels (compiled with -mavx2 -mfma -mf16c -mbmi2; selected at run time).
-// Layout and the masking trick: see kernels/w4.h. A k-block is 8 consecutive code words = 8 rows
-// x 8 k; row r of the block is  cvt(words & (0xF << 4r)),  a vector along k.
+// Layout: kernels/w4.h. A sub-block is 32 k x 8 rows in 128 bytes: 4 row pairs (p, p + 4) of
+// 32 bytes, each row's 16 bytes holding k = j in the low nibble and k = 16 + j in the high one.
+//  - I8 decode: one 32-byte load = 64 codes of a row pair; (v & 0x0F) and (v >> 4 & 0x0F) are
+//    the u8 operands of maddubs against the int8 activations (stored with both 128-bit lanes
+//    equal, so the same activation bytes meet both rows); madd(.., 1) sums to 8 int32 lanes =
+//    4 per row, scaled by the block's activation scale into a float accumulator per pair. At the
+//    end of a group three hadds give the 8 rows in natural order; the group's weight scale and
+//    zero are applied there.
+//  - F32 decode / dequant: a row's 16 bytes widen to 4 x 8 floats (k order).
 #include <immintrin.h>
 
 #include <cstring>
@@ -10,31 +17,23 @@
 namespace awq::detail {
 namespace {
 
-alignas(32) constexpr uint32_t kMasks[8][8] = {
-#define AWQ_MASK_ROW(r)                                                                  \
-  {                                                                                      \
-    0xFu << (4 * r), 0xFu << (4 * r), 0xFu << (4 * r), 0xFu << (4 * r), 0xFu << (4 * r), \
-        0xFu << (4 * r), 0xFu << (4 * r), 0xFu << (4 * r)                                \
-  }
-    AWQ_MASK_ROW(0), AWQ_MASK_ROW(1), AWQ_MASK_ROW(2), AWQ_MASK_ROW(3),
-    AWQ_MASK_ROW(4), AWQ_MASK_ROW(5), AWQ_MASK_ROW(6), AWQ_MASK_ROW(7)};
-#undef AWQ_MASK_ROW
-
-// 16^-i: undoes the weight of nibble i after masking (2^-28 for the signed top nibble).
-alignas(32) constexpr float kInvNibbleWeight[8] = {1.0f,     0x1p-4f,  0x1p-8f,  0x1p-12f,
-                                                   0x1p-16f, 0x1p-20f, 0x1p-24f, 0x1p-28f};
-
-// Per-row factors of one group (see w4.h): sf = s * 16^-i, zs = -zero * s (both exact).
-inline void group_factors(const W4GroupHeader* h, __m256* sf, __m256* zs) {
-  const __m256 s = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h->scale)));
+// Per-row factors of one group: s (fp16 -> fp32) and zs = z * s (exact).
+inline void group_factors(const W4GroupHeader* h, __m256* s, __m256* zs) {
+  *s = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h->scale)));
   const __m256 z = _mm256_cvtepi32_ps(
-      _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(h->zero))));
-  *sf = _mm256_mul_ps(s, _mm256_load_ps(kInvNibbleWeight));
-  *zs = _mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), z), s);
+      _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(h->zero))));
+  *zs = _mm256_mul_ps(z, *s);
 }
 
-inline __m256i mask(int r) {
-  return _mm256_load_si256(reinterpret_cast<const __m256i*>(kMasks[r]));
+// The 32 codes of one row of a sub-block (16 bytes at c) as 4 x 8 floats in k order.
+inline void unpack_row(const uint8_t* c, __m256* q) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c));
+  const __m128i low4 = _mm_set1_epi8(0x0F);
+  const __m128i lo = _mm_and_si128(v, low4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), low4);
+  q[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
+  q[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(lo, lo)));
+  q[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
+  q[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(hi, hi)));
 }
 
 // Lane r of the result = horizontal sum of v[r] (8 vectors -> one).
@@ -59,22 +58,22 @@ inline void reduce_rows(const __m256* v, float* out) {
   }
 }
 
-// Tile t (8 output rows) for MC rows of x (m0 .. m0+MC): fin[m] lane i = y[m0+m][8t+i] without
-// bias. RP rows of the tile per pass over a group keep MC*RP accumulators in registers; each
-// accumulator is a vector along k, reduced once per group and scaled there:
-//   fin += sf * sum_k(masked * x) + zs * sum_k(x).
+// ---- F32 decode ------------------------------------------------------------------------------
+// Tile t for MC rows of x (m0 .. m0+MC): fin[m] lane i = y[m0+m][8t+i] without bias. RP rows of
+// the tile per pass over a group keep MC*RP accumulators (vectors along k), reduced once per
+// group:  fin += s * sum_k(q * x) - z * s * sum_k(x).
 template <int MC, int RP>
-void decode_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, __m256* fin) {
-  const int nb = w.group_len / 8;
+void decode_f32_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, __m256* fin) {
+  const int nb = w.n_sub();
   const float* xr[MC];
   for (int m = 0; m < MC; ++m) {
     xr[m] = a.x + (size_t)(m0 + m) * a.ldx;
     fin[m] = _mm256_setzero_ps();
   }
   for (int g = 0; g < w.n_groups; ++g) {
-    const uint32_t* blk = w.group_block(t, g);
-    __m256 sf, zs;
-    group_factors(w.group_header(t, g), &sf, &zs);
+    const uint8_t* blk = w.group_block(t, g);
+    __m256 s, zs;
+    group_factors(w.group_header(t, g), &s, &zs);
     const size_t k0 = (size_t)g * w.group_len;
     alignas(32) float sums[MC][8];
     __m256 sums8[MC];
@@ -85,15 +84,18 @@ void decode_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, __m256
 #pragma GCC unroll 8
         for (int r = 0; r < RP; ++r) acc[m][r] = _mm256_setzero_ps();
       for (int b = 0; b < nb; ++b) {
-        const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(blk + 8 * b));
-        __m256 xv[MC];
-#pragma GCC unroll 8
-        for (int m = 0; m < MC; ++m) xv[m] = _mm256_loadu_ps(xr[m] + k0 + 8 * b);
 #pragma GCC unroll 8
         for (int r = 0; r < RP; ++r) {
-          const __m256 q = _mm256_cvtepi32_ps(_mm256_and_si256(v, mask(r0 + r)));
+          __m256 q[4];
+          unpack_row(blk + W4Matrix::row_offset(r0 + r, b), q);
 #pragma GCC unroll 8
-          for (int m = 0; m < MC; ++m) acc[m][r] = _mm256_fmadd_ps(q, xv[m], acc[m][r]);
+          for (int m = 0; m < MC; ++m) {
+            const float* xb = xr[m] + k0 + 32 * b;
+            acc[m][r] = _mm256_fmadd_ps(q[0], _mm256_loadu_ps(xb), acc[m][r]);
+            acc[m][r] = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(xb + 8), acc[m][r]);
+            acc[m][r] = _mm256_fmadd_ps(q[2], _mm256_loadu_ps(xb + 16), acc[m][r]);
+            acc[m][r] = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(xb + 24), acc[m][r]);
+          }
         }
       }
 #pragma GCC unroll 8
@@ -106,28 +108,28 @@ void decode_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, __m256
     }
 #pragma GCC unroll 8
     for (int m = 0; m < MC; ++m) {
-      const __m256 s = RP == 8 ? sums8[m] : _mm256_load_ps(sums[m]);
+      const __m256 sum = RP == 8 ? sums8[m] : _mm256_load_ps(sums[m]);
       const __m256 xs = _mm256_broadcast_ss(a.xsum + (size_t)(m0 + m) * w.n_groups + g);
-      fin[m] = _mm256_fmadd_ps(s, sf, _mm256_fmadd_ps(zs, xs, fin[m]));
+      fin[m] = _mm256_fmadd_ps(sum, s, _mm256_fnmadd_ps(zs, xs, fin[m]));
     }
   }
 }
 
-void decode_avx2(const W4Matrix& w, const W4DecodeArgs& a, int tile_begin, int tile_end) {
+void decode_f32_avx2(const W4Matrix& w, const W4DecodeArgs& a, int tile_begin, int tile_end) {
   for (int t = tile_begin; t < tile_end; ++t) {
     const __m256 bias = a.bias ? _mm256_loadu_ps(a.bias + 8 * t) : _mm256_setzero_ps();
     for (int m0 = 0; m0 < a.M;) {
       __m256 fin[4];
       const int rem = a.M - m0;
       int mc;
-      if (rem >= 4) {  // (tried 8 x 1 for rem >= 8: slower)
-        decode_tile<4, 2>(w, a, t, m0, fin), mc = 4;
+      if (rem >= 4) {
+        decode_f32_tile<4, 2>(w, a, t, m0, fin), mc = 4;
       } else if (rem == 3) {
-        decode_tile<3, 2>(w, a, t, m0, fin), mc = 3;
+        decode_f32_tile<3, 2>(w, a, t, m0, fin), mc = 3;
       } else if (rem == 2) {
-        decode_tile<2, 4>(w, a, t, m0, fin), mc = 2;
+        decode_f32_tile<2, 4>(w, a, t, m0, fin), mc = 2;
       } else {
-        decode_tile<1, 8>(w, a, t, m0, fin), mc = 1;
+        decode_f32_tile<1, 8>(w, a, t, m0, fin), mc = 1;
       }
       for (int m = 0; m < mc; ++m)
         _mm256_storeu_ps(a.y + (size_t)(m0 + m) * a.ldy + 8 * t, _mm256_add_ps(fin[m], bias));
@@ -136,32 +138,115 @@ void decode_avx2(const W4Matrix& w, const W4DecodeArgs& a, int tile_begin, int t
   }
 }
 
+// ---- I8 decode -------------------------------------------------------------------------------
+// Tile t for MC (1 or 2) rows of x. Per group and row pair p, acc[m][p] lanes 0-3 are partial
+// sums of row p and lanes 4-7 of row p + 4, each a sum over blocks of d_b * (int32 dot).
+template <int MC>
+void decode_i8_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, __m256* fin) {
+  const int nb = w.n_sub();
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i ones = _mm256_set1_epi16(1);
+  const int8_t* xq[MC];
+  const float* xd[MC];
+  const float* xqs[MC];
+  for (int m = 0; m < MC; ++m) {
+    xq[m] = a.xq + (size_t)(m0 + m) * a.ldxq;
+    xd[m] = a.xd + (size_t)(m0 + m) * a.ldxd;
+    xqs[m] = a.xqs + (size_t)(m0 + m) * w.n_groups;
+    fin[m] = _mm256_setzero_ps();
+  }
+  for (int g = 0; g < w.n_groups; ++g) {
+    const uint8_t* blk = w.group_block(t, g);
+    __m256 acc[MC][4];
+#pragma GCC unroll 4
+    for (int m = 0; m < MC; ++m)
+#pragma GCC unroll 4
+      for (int p = 0; p < 4; ++p) acc[m][p] = _mm256_setzero_ps();
+    for (int b = 0; b < nb; ++b) {
+      const int gb = g * nb + b;  // block index within the row of x
+      const uint8_t* sub = blk + (size_t)b * W4Matrix::kSubBytes;
+      __m256 d[MC];
+#pragma GCC unroll 4
+      for (int m = 0; m < MC; ++m) d[m] = _mm256_broadcast_ss(xd[m] + gb);
+#pragma GCC unroll 4
+      for (int p = 0; p < 4; ++p) {
+        const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(sub + 32 * p));
+        const __m256i lo = _mm256_and_si256(v, low4);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+#pragma GCC unroll 4
+        for (int m = 0; m < MC; ++m) {
+          const int8_t* xb = xq[m] + (size_t)gb * 64;
+          const __m256i x_lo = _mm256_load_si256(reinterpret_cast<const __m256i*>(xb));
+          const __m256i x_hi = _mm256_load_si256(reinterpret_cast<const __m256i*>(xb + 32));
+          // |lanes| <= 2 * 15 * 127 per maddubs; the sum of two fits int16 (7620).
+          const __m256i d16 =
+              _mm256_add_epi16(_mm256_maddubs_epi16(lo, x_lo), _mm256_maddubs_epi16(hi, x_hi));
+          const __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(d16, ones));
+          acc[m][p] = _mm256_fmadd_ps(dot, d[m], acc[m][p]);
+        }
+      }
+    }
+    __m256 s, zs;
+    group_factors(w.group_header(t, g), &s, &zs);
+#pragma GCC unroll 4
+    for (int m = 0; m < MC; ++m) {
+      // hadd(acc0, acc1) lanes: [r0 r0 r1 r1 | r4 r4 r5 r5]; the second level gives rows 0..7.
+      const __m256 sum = _mm256_hadd_ps(_mm256_hadd_ps(acc[m][0], acc[m][1]),
+                                        _mm256_hadd_ps(acc[m][2], acc[m][3]));
+      const __m256 xs = _mm256_broadcast_ss(xqs[m] + g);
+      fin[m] = _mm256_fmadd_ps(sum, s, _mm256_fnmadd_ps(zs, xs, fin[m]));
+    }
+  }
+}
+
+void decode_i8_avx2(const W4Matrix& w, const W4DecodeArgs& a, int tile_begin, int tile_end) {
+  for (int t = tile_begin; t < tile_end; ++t) {
+    const __m256 bias = a.bias ? _mm256_loadu_ps(a.bias + 8 * t) : _mm256_setzero_ps();
+    for (int m0 = 0; m0 < a.M;) {
+      __m256 fin[2];
+      // (MC = 2 keeps 8 accumulators + operands in the 16 registers; more rows would spill.)
+      const int mc = a.M - m0 >= 2 ? 2 : 1;
+      if (mc == 2)
+        decode_i8_tile<2>(w, a, t, m0, fin);
+      else
+        decode_i8_tile<1>(w, a, t, m0, fin);
+      for (int m = 0; m < mc; ++m)
+        _mm256_storeu_ps(a.y + (size_t)(m0 + m) * a.ldy + 8 * t, _mm256_add_ps(fin[m], bias));
+      m0 += mc;
+    }
+  }
+}
+
+// ---- Dequantization --------------------------------------------------------------------------
+// w = q * s - z * s in one FMA: exactly (q - z) * s.
 void dequant_avx2(const W4Matrix& w, int tile_begin, int tile_end, float* out, size_t ldo) {
-  const int nb = w.group_len / 8;
+  const int nb = w.n_sub(), G = w.group_size;
   for (int t = tile_begin; t < tile_end; ++t) {
     float* o = out + (size_t)(t - tile_begin) * 8 * ldo;
     for (int g = 0; g < w.n_groups; ++g) {
-      const uint32_t* blk = w.group_block(t, g);
+      const uint8_t* blk = w.group_block(t, g);
       alignas(32) float sf[8], zs[8];
-      __m256 sfv, zsv;
-      group_factors(w.group_header(t, g), &sfv, &zsv);
-      _mm256_store_ps(sf, sfv);
+      __m256 sv, zsv;
+      group_factors(w.group_header(t, g), &sv, &zsv);
+      _mm256_store_ps(sf, sv);
       _mm256_store_ps(zs, zsv);
-      const int k0 = g * w.group_len;
       for (int r = 0; r < 8; ++r) {
-        const __m256 s = _mm256_broadcast_ss(sf + r), zsr = _mm256_broadcast_ss(zs + r);
-        const __m256i m = mask(r);
-        float* orow = o + (size_t)r * ldo;
+        const __m256 s = _mm256_broadcast_ss(sf + r);
+        const __m256 nzs = _mm256_set1_ps(-zs[r]);
+        float* orow = o + (size_t)r * ldo + (size_t)g * G;
         for (int b = 0; b < nb; ++b) {
-          const int k = k0 + 8 * b;
-          const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(blk + 8 * b));
-          const __m256 wv = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v, m)), s, zsr);
-          if (k + 8 <= w.K) {
-            _mm256_storeu_ps(orow + k, wv);
-          } else if (k < w.K) {  // per-channel padding tail
-            alignas(32) float tmp[8];
-            _mm256_store_ps(tmp, wv);
-            std::memcpy(orow + k, tmp, sizeof(float) * (w.K - k));
+          __m256 q[4];
+          unpack_row(blk + W4Matrix::row_offset(r, b), q);
+          for (int i = 0; i < 4; ++i) {
+            const int k = 32 * b + 8 * i;  // within the group
+            const __m256 wv = _mm256_fmadd_ps(q[i], s, nzs);
+            if (k + 8 <= G) {
+              _mm256_storeu_ps(orow + k, wv);
+            } else if (k < G) {  // group padding tail
+              alignas(32) float tmp[8];
+              _mm256_store_ps(tmp, wv);
+              std::memcpy(orow + k, tmp, sizeof(float) * (G - k));
+            }
           }
         }
       }
@@ -171,6 +256,6 @@ void dequant_avx2(const W4Matrix& w, int tile_begin, int tile_end, float* out, s
 
 }  // namespace
 
-W4Kernels w4_kernels_avx2() { return {Isa::Avx2, decode_avx2, dequant_avx2}; }
+W4Kernels w4_kernels_avx2() { return {Isa::Avx2, decode_f32_avx2, decode_i8_avx2, dequant_avx2}; }
 
 }  // namespace awq::detail

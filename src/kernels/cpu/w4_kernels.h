@@ -8,19 +8,35 @@
 
 namespace awq::detail {
 
-// Inputs of the weight-streaming (decode) kernel, prepared by the driver (w4_matmul.cpp).
+// Inputs of the weight-streaming (decode) kernels, prepared once per call by the driver
+// (w4_matmul.cpp). Group g of row m of x starts at k_padded index g * w.group_len; positions past
+// group_size inside a group (padding) are zero.
 struct W4DecodeArgs {
-  const float* x;     // [M][ldx], zero-padded to w.k_padded() columns
-  int ldx;            // >= w.k_padded()
   int M;              // rows of x
-  const float* xsum;  // [M][w.n_groups]: sum of x over each group
   float* y;           // [M][ldy]
   int ldy;            // >= w.N
   const float* bias;  // [N] or nullptr
+  // F32 path
+  const float* x;     // [M][ldx], x laid out per padded group (w.k_padded() columns)
+  int ldx;            // >= w.k_padded()
+  const float* xsum;  // [M][w.n_groups]: sum of x over each group
+  // I8 path: 32-value blocks b (global index over the padded k, n_blk = w.k_padded() / 32)
+  const int8_t* xq;  // [M][n_blk][64]: per block, bytes 0..15 = q[0..15] and again at 16..31,
+                     //   bytes 32..47 = q[16..31] and again at 48..63 (128-bit lanes duplicated)
+  size_t ldxq;       // bytes per row of xq (= 64 * n_blk)
+  const float* xd;   // [M][ldxd]: block scale d (x ~ d * q)
+  int ldxd;          // = n_blk
+  const float* xqs;  // [M][w.n_groups]: sum over the group's blocks of d * sum(q)
 };
+
+// Quantizes one row of x (K values, groups of w.group_size, padded per group to w.group_len) to
+// the I8 operands above: per 32-value block, amax = max |x|, d = amax / 127, id = 127 / amax
+// (both 0 when amax == 0), q = round_to_nearest_even(x * id). Shared by every ISA.
+void w4_quantize_x_row(const W4Matrix& w, const float* x, int8_t* xq, float* xd, float* xqs);
 
 // y rows for output tiles [tile_begin, tile_end) (rows 8*tile_begin ..). Single-threaded; the
 // driver splits tiles across threads.
+// decode: the F32 path (a.x, a.xsum); decode_i8: the I8 path (a.xq, a.xd, a.xqs).
 using W4DecodeFn = void (*)(const W4Matrix& w, const W4DecodeArgs& a, int tile_begin, int tile_end);
 // out[r][k] = W[8*tile_begin + r][k] for k < w.K (bit-exact (q - z) * s); ldo >= w.K.
 using W4DequantFn = void (*)(const W4Matrix& w, int tile_begin, int tile_end, float* out,
@@ -29,6 +45,7 @@ using W4DequantFn = void (*)(const W4Matrix& w, int tile_begin, int tile_end, fl
 struct W4Kernels {
   Isa isa;
   W4DecodeFn decode;
+  W4DecodeFn decode_i8;
   W4DequantFn dequant;
 };
 
@@ -39,6 +56,10 @@ W4Kernels w4_kernels_avx512();  // only call when the host has the AVX-512 set i
 // What AWQ_ISA=<requested> selects on this host (nullptr/empty: the best available). Sets
 // *warning when the request is unknown or unsupported and a fallback was chosen.
 Isa w4_resolve_isa(const char* requested, std::string* warning);
+
+// What AWQ_DECODE=<requested> selects (nullptr/empty: the default, I8). Sets *warning when the
+// value is unknown.
+W4Decode w4_resolve_decode(const char* requested, std::string* warning);
 
 // The table for an ISA (must be available on this host).
 const W4Kernels& w4_kernels(Isa isa);
