@@ -105,6 +105,8 @@ int run_bench(const BenchArgs& a) {
                               decode_name(w4_decode_mode());
   const char* isa = std::string(weights) == "w4" ? isa_str.c_str() : "openblas";
   const size_t bpt = weight_bytes_per_token(m);
+  // Decode lm_head format (AWQ_LM_HEAD): q8 (int8 + fp16 scales), f16 (as stored), or f32.
+  const char* lm_head = !m.lm_head_q8.empty() ? "q8" : !m.lm_head_f16.empty() ? "f16" : "f32";
 
   nlohmann::json runs = nlohmann::json::array();
   auto record = [&](const std::string& test, int batch, int threads, std::vector<double> v) {
@@ -116,7 +118,8 @@ int run_bench(const BenchArgs& a) {
     nlohmann::json j = {{"model", a.model},       {"weights", weights},  {"isa", isa},
                         {"test", test},           {"batch", batch},      {"threads", threads},
                         {"reps", v.size()},       {"tokens_per_s", mean}, {"tokens_per_s_sd", sd},
-                        {"samples", v},           {"bytes_per_token", bpt}};
+                        {"samples", v},           {"bytes_per_token", bpt},
+                        {"lm_head", lm_head}};
     if (gbs && test.rfind("tg", 0) == 0) {
       const double achieved = mean / batch * (double)bpt / 1e9;  // weight GB/s streamed
       j["membw_gb_per_s"] = *gbs;
@@ -159,12 +162,13 @@ int run_bench(const BenchArgs& a) {
     std::printf("%s\n", runs.dump(1).c_str());
     return 0;
   }
-  std::printf("| model | weights | isa | threads | test | batch | t/s | weight MB/token |%s\n",
-              gbs ? " bw fraction |" : "");
-  std::printf("|---|---|---|---:|---|---:|---:|---:|%s\n", gbs ? "---:|" : "");
+  std::printf(
+      "| model | weights | isa | lm_head | threads | test | batch | t/s | weight MB/token |%s\n",
+      gbs ? " bw fraction |" : "");
+  std::printf("|---|---|---|---|---:|---|---:|---:|---:|%s\n", gbs ? "---:|" : "");
   for (const auto& j : runs) {
-    std::printf("| %s | %s | %s | %d | %s | %d | %.2f ± %.2f | %.1f |", a.model.c_str(), weights,
-                isa, j["threads"].get<int>(), j["test"].get<std::string>().c_str(),
+    std::printf("| %s | %s | %s | %s | %d | %s | %d | %.2f ± %.2f | %.1f |", a.model.c_str(),
+                weights, isa, lm_head, j["threads"].get<int>(), j["test"].get<std::string>().c_str(),
                 j["batch"].get<int>(), j["tokens_per_s"].get<double>(),
                 j["tokens_per_s_sd"].get<double>(), bpt / 1e6);
     if (gbs) {

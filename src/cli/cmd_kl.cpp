@@ -27,9 +27,11 @@ int run_kl(const KlArgs& a) {
   auto text = read_text_file(a.file);
   if (!text) return fail(text.error());
   const std::vector<int32_t> ids = tok->encode(*text, true);
-  auto base = load_model(a.base, LoadOptions{.keep_w4 = true});
+  // KL uses the exact lm_head (lm_head_forward), so no 8-bit head is built.
+  auto base = load_model(a.base, LoadOptions{.keep_w4 = true, .lm_head = LmHeadFormat::F16});
   if (!base) return fail(base.error());
-  auto quant = load_model(a.quant, LoadOptions{.keep_w4 = !a.no_w4});
+  auto quant =
+      load_model(a.quant, LoadOptions{.keep_w4 = !a.no_w4, .lm_head = LmHeadFormat::F16});
   if (!quant) return fail(quant.error());
   for (int32_t t : ids)
     if (t >= base->cfg.vocab || t >= quant->cfg.vocab)

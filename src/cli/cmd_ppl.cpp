@@ -27,7 +27,8 @@ int run_ppl(const PplArgs& a) {
   auto text = read_text_file(a.file);
   if (!text) return fail(text.error());
   const std::vector<int32_t> ids = tok->encode(*text, true);
-  auto model = load_model(a.model, LoadOptions{.keep_w4 = true});
+  // Perplexity uses the exact lm_head (lm_head_forward), so no 8-bit head is built.
+  auto model = load_model(a.model, LoadOptions{.keep_w4 = true, .lm_head = LmHeadFormat::F16});
   if (!model) return fail(model.error());
   PplOptions opt;
   opt.ctx = a.ctx;

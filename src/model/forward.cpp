@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "kernels/f16_matmul.h"
+#include "kernels/q8_matmul.h"
 #include "kernels/vmath.h"
 #include "kernels/w4.h"
 
@@ -223,8 +224,19 @@ void forward_hidden(const Model& m, const int32_t* tokens, int n_seq, int T, flo
   rms_norm(x.data(), m.final_norm.data(), n_tok, m.cfg.hidden, m.cfg.rms_eps, hidden_out);
 }
 
+namespace {
+constexpr int64_t kF16MaxRows = 16;  // above this the fp32 sgemm is faster (compute-bound)
+}
+
+void lm_head_decode(const Model& m, const float* hidden, int64_t n_tok, float* logits) {
+  if (!m.lm_head_q8.empty() && n_tok <= kF16MaxRows) {
+    q8_matmul(m.lm_head_q8, hidden, (int)n_tok, logits);
+    return;
+  }
+  lm_head_forward(m, hidden, n_tok, logits);
+}
+
 void lm_head_forward(const Model& m, const float* hidden, int64_t n_tok, float* logits) {
-  constexpr int64_t kF16MaxRows = 16;  // above this the fp32 sgemm is faster (compute-bound)
   if (!m.lm_head_f16.empty() && n_tok <= kF16MaxRows) {
     f16_matmul(m.lm_head_f16.data(), m.cfg.vocab, m.cfg.hidden, hidden, (int)n_tok, logits);
     return;

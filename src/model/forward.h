@@ -44,7 +44,11 @@ void block_forward(const ModelConfig& cfg, const BlockWeights& b, const Rope& ro
 void embed_tokens(const Model& m, const int32_t* tokens, int64_t n_tok, float* x);
 // Final hidden states (after the final norm) for n_seq sequences of length T.
 void forward_hidden(const Model& m, const int32_t* tokens, int n_seq, int T, float* hidden_out);
-// logits[n_tok][vocab] = hidden · lm_head^T
+// logits[n_tok][vocab] = hidden · lm_head^T, exact: the fp16 head (<= 16 rows) or fp32 sgemm.
+// Evaluation (perplexity, KL) uses this one.
 void lm_head_forward(const Model& m, const float* hidden, int64_t n_tok, float* logits);
+// Same for generation (the engine): the 8-bit head m.lm_head_q8 when the model has one and
+// n_tok <= 16 (int8 activations, kernels/q8_matmul.h), else lm_head_forward.
+void lm_head_decode(const Model& m, const float* hidden, int64_t n_tok, float* logits);
 
 }  // namespace awq

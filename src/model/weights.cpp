@@ -1,5 +1,8 @@
 #include "model/weights.h"
 
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "core/half.h"
@@ -128,7 +131,17 @@ Expected<Model> load_model(const std::string& dir, const LoadOptions& opt) {
     const std::string head = m.lm_head.empty() ? "model.embed_tokens.weight" : "lm_head.weight";
     const TensorView* tv = st.find(head);
     const size_t n = (size_t)m.cfg.vocab * m.cfg.hidden;
-    if (tv && tv->dtype == DType::F16 && tv->nbytes == n * sizeof(uint16_t)) {
+    const bool file_f16 = tv && tv->dtype == DType::F16 && tv->nbytes == n * sizeof(uint16_t);
+    const LmHeadFormat fmt =
+        opt.lm_head == LmHeadFormat::Default ? lm_head_format_from_env() : opt.lm_head;
+    if (fmt == LmHeadFormat::Q8) {
+      // From the file's fp16 bits when it has them (the same values as m.lm_head_weight()).
+      auto q8 = file_f16 ? q8_from_f16(reinterpret_cast<const uint16_t*>(tv->data), m.cfg.vocab,
+                                       m.cfg.hidden)
+                         : q8_from_f32(m.lm_head_weight(), m.cfg.vocab, m.cfg.hidden);
+      if (!q8) return make_error(dir, ": ", head, ": ", q8.error().message);
+      m.lm_head_q8 = std::move(*q8);
+    } else if (file_f16) {
       m.lm_head_f16.resize(n);  // the file's bits (load_globals checked the shape)
       std::memcpy(m.lm_head_f16.data(), tv->data, tv->nbytes);
     }
@@ -140,6 +153,37 @@ Expected<Model> load_model(const std::string& dir, const LoadOptions& opt) {
     m.blocks.push_back(std::move(*b));
   }
   return m;
+}
+
+LmHeadFormat resolve_lm_head_format(const char* requested, std::string* warning) {
+  constexpr LmHeadFormat kDefault = LmHeadFormat::Q8;
+  if (!requested || !*requested) return kDefault;
+  std::string v(requested);
+  for (char& ch : v) ch = (char)std::tolower((unsigned char)ch);
+  if (v == "f16") return LmHeadFormat::F16;
+  if (v == "q8") return LmHeadFormat::Q8;
+  if (warning)
+    *warning = "AWQ_LM_HEAD=" + std::string(requested) + " is not one of f16|q8; using " +
+               lm_head_format_name(kDefault);
+  return kDefault;
+}
+
+LmHeadFormat lm_head_format_from_env() {
+  static const LmHeadFormat fmt = [] {
+    std::string warning;
+    const LmHeadFormat f = resolve_lm_head_format(std::getenv("AWQ_LM_HEAD"), &warning);
+    if (!warning.empty()) std::fprintf(stderr, "warning: %s\n", warning.c_str());
+    return f;
+  }();
+  return fmt;
+}
+
+const char* lm_head_format_name(LmHeadFormat f) {
+  switch (f) {
+    case LmHeadFormat::F16: return "f16";
+    case LmHeadFormat::Q8: return "q8";
+    default: return "default";
+  }
 }
 
 }  // namespace awq

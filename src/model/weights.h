@@ -7,6 +7,7 @@
 
 #include "core/status.h"
 #include "io/safetensors.h"
+#include "kernels/q8_matmul.h"
 #include "model/config.h"
 
 namespace awq {
@@ -38,11 +39,29 @@ struct Model {
   // fp16 copy of the lm_head when the checkpoint stores it in fp16 and the model was loaded
   // for inference (LoadOptions::keep_w4): decode reads half the bytes (exact: same values).
   std::vector<uint16_t> lm_head_f16;
+  // 8-bit copy of the lm_head for decode (LoadOptions::lm_head == Q8 with keep_w4): int8 codes
+  // in blocks of 32 along hidden, one fp16 scale each (kernels/q8_matmul.h). When present,
+  // lm_head_f16 is not filled; used only by lm_head_decode (<= 16 rows), never by
+  // lm_head_forward. Empty otherwise.
+  Q8Matrix lm_head_q8;
 };
+
+// Format of the decode lm_head of a model loaded with keep_w4.
+//  F16: the head as the file stores it (fp16 bits when the file has fp16, else fp32): exact.
+//  Q8:  int8 per 32-block with fp16 scales (~1.06 bytes per weight; docs/KERNELS.md).
+//  Default: AWQ_LM_HEAD=f16|q8 read once (unknown values warn on stderr), else Q8.
+enum class LmHeadFormat { Default, F16, Q8 };
+LmHeadFormat lm_head_format_from_env();
+// What AWQ_LM_HEAD=<requested> selects (nullptr/empty: Q8); sets *warning on unknown values.
+LmHeadFormat resolve_lm_head_format(const char* requested, std::string* warning);
+const char* lm_head_format_name(LmHeadFormat f);
 
 struct LoadOptions {
   // AWQ checkpoints: keep 4-bit weights for the fast kernels (true) or dequantize to fp32.
   bool keep_w4 = false;
+  // Decode lm_head format (only with keep_w4; otherwise the head stays fp32). Default follows
+  // AWQ_LM_HEAD. Evaluation (ppl, kl) asks for F16: it never uses the 8-bit head.
+  LmHeadFormat lm_head = LmHeadFormat::Default;
 };
 
 // Load one block's weights (fp32, dequantized if the checkpoint is AWQ).

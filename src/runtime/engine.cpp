@@ -212,7 +212,7 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
   std::vector<float> hn((size_t)n_out * H);
   rms_norm(hrows, m_->final_norm.data(), n_out, H, cfg.rms_eps, hn.data());
   logits.resize((size_t)n_out * cfg.vocab);
-  lm_head_forward(*m_, hn.data(), n_out, logits.data());
+  lm_head_decode(*m_, hn.data(), n_out, logits.data());
   return Status::Ok();
 }
 
@@ -243,8 +243,12 @@ size_t weight_bytes_per_token(const Model& m) {
   }
   total += m.final_norm.size() * sizeof(float);
   total += (size_t)m.cfg.hidden * sizeof(float);                      // one embedding row
-  total += (size_t)m.cfg.vocab * m.cfg.hidden *                        // lm_head (tied or not)
-           (m.lm_head_f16.empty() ? sizeof(float) : sizeof(uint16_t));
+  // lm_head (tied or not) in the format decode reads: int8 codes + fp16 scales, fp16, or fp32
+  if (!m.lm_head_q8.empty())
+    total += m.lm_head_q8.bytes();
+  else
+    total += (size_t)m.cfg.vocab * m.cfg.hidden *
+             (m.lm_head_f16.empty() ? sizeof(float) : sizeof(uint16_t));
   return total;
 }
 
