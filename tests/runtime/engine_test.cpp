@@ -414,20 +414,18 @@ TEST(SmolLM2Awq, I8DecodeCloseToF32Decode) {
   EXPECT_GE(top1_same, n_gen * 9 / 10);
 }
 
-// 8-bit lm_head (LmHeadFormat::Q8, int8 weights and activations) vs the fp16 head of the file on
-// the same W4 checkpoint, teacher-forced on the fp16 head's greedy tokens (the W4 decode mode is
-// the default, AWQ_DECODE / i8, the same for both): per-step KL(p_f16 || p_q8) and top-1
-// agreement over 128 decode steps. Measured on out/smollm2-awq4: see docs/KERNELS.md. Limits as
-// for the i8 decode test (mean KL < 5e-3, >= 90 % top-1); a wrong scale or code order gives KL of
-// order 1.
-TEST(SmolLM2Awq, Q8LmHeadCloseToF16LmHead) {
-  const char* dir = std::getenv("AWQ_SMOLLM2_AWQ_DIR");
-  if (!dir) GTEST_SKIP() << "AWQ_SMOLLM2_AWQ_DIR not set";
+// 8-bit lm_head (LmHeadFormat::Q8, int8 weights and activations) vs the unquantized head of the
+// same checkpoint (LmHeadFormat::F16: the file's fp16 head, or fp32), teacher-forced on the
+// unquantized head's greedy tokens (the W4 decode mode is the default, AWQ_DECODE / i8, the same
+// for both): per-step KL(p_ref || p_q8) and top-1 agreement over 128 decode steps. Measured on
+// out/smollm2-awq4 and models/smollm2-fp32: see docs/KERNELS.md. Limits as for the i8 decode
+// test (mean KL < 5e-3, >= 90 % top-1); a wrong scale or code order gives KL of order 1.
+void check_q8_head_against_unquantized(const char* dir, bool file_head_f16) {
   auto mh = load_model(dir, LoadOptions{.keep_w4 = true, .lm_head = LmHeadFormat::F16});
   ASSERT_TRUE(mh.ok()) << mh.error().message;
   auto mq = load_model(dir, LoadOptions{.keep_w4 = true, .lm_head = LmHeadFormat::Q8});
   ASSERT_TRUE(mq.ok()) << mq.error().message;
-  ASSERT_FALSE(mh->lm_head_f16.empty()) << "the checkpoint's head is not fp16";
+  ASSERT_EQ(mh->lm_head_f16.empty(), !file_head_f16);
   ASSERT_TRUE(mh->lm_head_q8.empty());
   ASSERT_FALSE(mq->lm_head_q8.empty());
   ASSERT_TRUE(mq->lm_head_f16.empty());
@@ -477,10 +475,23 @@ TEST(SmolLM2Awq, Q8LmHeadCloseToF16LmHead) {
     top1_same += (std::max_element(a.begin(), a.end()) - a.begin()) ==
                  (std::max_element(b.begin(), b.end()) - b.begin());
   }
-  std::printf("Q8 vs F16 lm_head (W4 decode %s) over %d teacher-forced steps: mean KL %.3g, "
+  std::printf("Q8 vs %s lm_head (W4 decode %s) over %d teacher-forced steps: mean KL %.3g, "
               "max KL %.3g, max |logit diff| %.3f, top-1 agreement %d/%d\n",
-              decode_name(w4_decode_mode()), n_gen, kl_sum / n_gen, kl_max, dlogit_max, top1_same,
-              n_gen);
+              file_head_f16 ? "fp16" : "fp32", decode_name(w4_decode_mode()), n_gen,
+              kl_sum / n_gen, kl_max, dlogit_max, top1_same, n_gen);
   EXPECT_LT(kl_sum / n_gen, 5e-3);
   EXPECT_GE(top1_same, n_gen * 9 / 10);
+}
+
+TEST(SmolLM2Awq, Q8LmHeadCloseToF16LmHead) {
+  const char* dir = std::getenv("AWQ_SMOLLM2_AWQ_DIR");
+  if (!dir) GTEST_SKIP() << "AWQ_SMOLLM2_AWQ_DIR not set";
+  check_q8_head_against_unquantized(dir, /*file_head_f16=*/true);
+}
+
+// The fp32 checkpoint loaded for inference: the 8-bit head is quantized from the fp32 head.
+TEST(SmolLM2, Q8LmHeadCloseToFp32LmHead) {
+  const char* dir = std::getenv("AWQ_SMOLLM2_DIR");
+  if (!dir) GTEST_SKIP() << "AWQ_SMOLLM2_DIR not set";
+  check_q8_head_against_unquantized(dir, /*file_head_f16=*/false);
 }
