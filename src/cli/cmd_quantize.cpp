@@ -56,9 +56,12 @@ int run_quantize(const QArgs& a) {
   std::printf("wrote %s (%s w%d g%d%s) in %.1f s; calibration %d blocks x %d tokens\n",
               a.out.c_str(), a.method.c_str(), a.w_bit, a.group_size,
               a.zero_point ? " zp" : " sym", r->seconds, r->n_blocks, a.seqlen);
+  std::printf("matrix-product work: %.2f TFLOP, %.1f GFLOP/s over the whole run\n",
+              r->gemm_flop * 1e-12, r->seconds > 0 ? r->gemm_flop / r->seconds * 1e-9 : 0.0);
   if (!a.report.empty()) {
     nlohmann::json j;
     j["seconds"] = r->seconds;
+    j["gemm_flop"] = r->gemm_flop;
     j["calib_blocks"] = r->n_blocks;
     j["calib_tokens"] = r->calib_tokens;
     j["samples_used"] = r->samples_used;

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/flops.h"
 #include "kernels/f16_matmul.h"
 #include "kernels/q8_matmul.h"
 #include "kernels/vmath.h"
@@ -21,6 +22,7 @@ void linear_forward(const Linear& l, const float* x, int64_t M, float* y) {
     return;
   }
   // y = x · W^T
+  count_flops(2.0 * (double)M * l.out * l.in);
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, l.out, l.in, 1.0f, x, l.in,
               l.weight.data(), l.in, 0.0f, y, l.out);
   if (!l.bias.empty()) {
@@ -116,6 +118,7 @@ void causal_attention(const ModelConfig& cfg, const float* q, const float* k, co
         const int r0 = c * kChunk, r1 = std::min(T, r0 + kChunk), rows = r1 - r0;
         const int S = pos0 + r1;  // keys visible to the last row of the chunk
         const int kvh = h / group;
+        count_flops(4.0 * rows * S * hd);  // scores and scores · V
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, S, hd, scale,
                     q + (size_t)r0 * nh * hd + h * hd, nh * hd, k + kvh * hd, nkv * hd, 0.0f,
                     scores.data(), S);

@@ -7,6 +7,8 @@
 
 #include <cblas.h>
 
+#include "core/flops.h"
+
 namespace awq {
 
 std::vector<float> weight_channel_mean(const std::vector<const Linear*>& linears, int group_size) {
@@ -116,6 +118,7 @@ void GramLoss::add(const float* x, int64_t n_tok) {
   constexpr int64_t kChunk = 4096;
   for (int64_t t0 = 0; t0 < n_tok; t0 += kChunk) {
     const int64_t n = std::min(kChunk, n_tok - t0);
+    count_flops((double)K_ * K_ * n);  // the upper triangle of X^T X
     cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, K_, (int)n, 1.0f, x + t0 * K_, K_, 1.0f,
                 G_.data(), K_);
   }
@@ -126,6 +129,7 @@ double GramLoss::operator()(const Linear& cur, const std::vector<float>& orig) c
   const int N = cur.out, K = K_;
   std::vector<float> D((size_t)N * K), E((size_t)N * K);
   for (size_t i = 0; i < D.size(); ++i) D[i] = cur.weight[i] - orig[i];
+  count_flops(2.0 * N * K * K);
   cblas_ssymm(CblasRowMajor, CblasRight, CblasUpper, N, K, 1.0f, G_.data(), K, D.data(), K, 0.0f,
               E.data(), K);
   double sum = 0.0;
@@ -275,6 +279,7 @@ ClipResult search_and_apply_clip(Linear& l, const float* x, int64_t n_tok,
           fake_quantize(a + G, n_shrink, G, qg);
         }
         // C[(r, cand)][t] = sum_k A[(r, cand)][k] * xs[t][g*G + k]
+        count_flops(2.0 * nr * cand * T * G);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr * cand, T, G, 1.0f, A.data(), G,
                     xs.data() + (size_t)g * G, K, 0.0f, C.data(), T);
         for (int r = 0; r < nr; ++r) {
@@ -367,6 +372,7 @@ ClipResult search_and_apply_clip_gram(Linear& l, const GramLoss& gram,
             for (int k = 0; k < G; ++k) d[(size_t)c * G + k] -= w[k];
         }
         // E = D * G_gg; error of a candidate = sum_k D * E.
+        count_flops(2.0 * nr * cand * G * G);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr * cand, G, G, 1.0f, D.data(),
                     G, Gd.data() + (size_t)g * G * G, G, 0.0f, E.data(), G);
         for (int r = 0; r < nr; ++r) {

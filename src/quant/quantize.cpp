@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "core/flops.h"
 #include "core/progress.h"
 #include "io/gguf_convert.h"
 #include "io/safetensors.h"
@@ -77,6 +78,7 @@ Status check_cancel(const QuantizeOptions& opt) {
 Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::string& src_files_dir,
                                      const std::string& out_dir, const QuantizeOptions& opt) {
   const auto t_start = std::chrono::steady_clock::now();
+  const uint64_t flops_start = flops_done();
   QuantizeReport rep;
   AWQ_ASSIGN(ModelConfig cfg, load_model_config(model_dir));
   if (cfg.quant.present)
@@ -339,6 +341,7 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
   }
   AWQ_TRY(writer.finish(src_files_dir, cfg.json_text, opt.modules_to_not_convert));
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  rep.gemm_flop = (double)(flops_done() - flops_start);
   return rep;
 }
 

@@ -42,6 +42,7 @@ struct GroupReport {
 
 struct QuantizeReport {
   double seconds = 0;
+  double gemm_flop = 0;  // floating-point operations in dense matrix products (core/flops.h)
   int n_blocks = 0, samples_used = 0;
   int64_t calib_tokens = 0;
   std::vector<GroupReport> groups;
