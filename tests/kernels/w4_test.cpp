@@ -490,6 +490,24 @@ TEST(W4Dispatch, AvailableAndActive) {
   EXPECT_STREQ(isa_name(Isa::Avx2), "avx2");
 }
 
+// Every ISA test above runs only the ISAs dispatch reports: cross-check that detection against
+// the compiler's own CPUID reading (libgcc, which also checks the OS-enabled register state), so
+// a host that has AVX2 / AVX-512 cannot silently skip those kernels.
+TEST(W4Dispatch, DetectionAgreesWithCompilerCpuid) {
+  __builtin_cpu_init();
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2");
+  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
+                      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+                      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni") &&
+                      __builtin_cpu_supports("avx512bf16");
+  EXPECT_EQ(w4_isa_available(Isa::Avx2), avx2);
+  EXPECT_EQ(w4_isa_available(Isa::Avx512), avx512);
+  std::string tested;
+  for (Isa isa : w4_available_isas()) tested += std::string(" ") + isa_name(isa);
+  std::printf("W4 ISAs tested on this host:%s\n", tested.c_str());
+}
+
 TEST(W4Dispatch, EnvRequestResolution) {
   std::string warn;
   EXPECT_EQ(detail::w4_resolve_isa("scalar", &warn), Isa::Scalar);
