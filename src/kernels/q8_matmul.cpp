@@ -148,11 +148,21 @@ void q8_matmul_with(Q8RowsFn fn, const Q8Matrix& w, const float* x, int M, float
     fn(w, xq, xd, M, c * kChunk, std::min(w.N, (c + 1) * kChunk), y, w.N);
 }
 
+Q8RowsFn q8_rows_for(Isa isa) {
+  switch (isa) {
+    case Isa::Avx512:
+      return q8_rows_avx512();
+    case Isa::Avx2:
+      return q8_rows_avx2();
+    default:
+      return q8_rows_ref();
+  }
+}
+
 }  // namespace detail
 
 void q8_matmul(const Q8Matrix& w, const float* x, int M, float* y) {
-  static const detail::Q8RowsFn fn =
-      w4_active_isa() == Isa::Scalar ? detail::q8_rows_ref() : detail::q8_rows_avx2();
+  static const detail::Q8RowsFn fn = detail::q8_rows_for(w4_active_isa());
   detail::q8_matmul_with(fn, w, x, M, y);
 }
 

@@ -13,8 +13,9 @@
 // amax = max |x|, dx = amax / 127, q = round_nearest_even(x * (127 / amax)) (0 when amax = 0).
 // Integer contract: y[m][n] = sum_b (d_w[n][b] * dx[m][b]) * sum_{k in b} q_w * q_x, the inner
 // sum exact in int32; the builds differ only in the fp32 order of the outer sum.
-// Portable build (ref/q8_ref.cpp) and AVX2 build (cpu/q8_avx2.cpp), picked by w4_active_isa()
-// (AWQ_ISA=scalar forces the portable one).
+// Portable build (ref/q8_ref.cpp), AVX2 build (cpu/q8_avx2.cpp) and AVX-512 VNNI build
+// (cpu/q8_avx512.cpp), picked by w4_active_isa() (AWQ_ISA=scalar forces the portable one,
+// AWQ_ISA=avx2 the AVX2 one).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -59,6 +60,9 @@ using Q8RowsFn = void (*)(const Q8Matrix& w, const int8_t* xq, const float* xd, 
                           int n1, float* y, int ldy);
 Q8RowsFn q8_rows_ref();
 Q8RowsFn q8_rows_avx2();  // only call when the host has AVX2 (w4_isa_available(Isa::Avx2))
+Q8RowsFn q8_rows_avx512();  // only call when w4_isa_available(Isa::Avx512)
+// The build q8_matmul uses for a given ISA (ref, avx2 or avx512; the ISA must be available).
+Q8RowsFn q8_rows_for(Isa isa);
 void q8_matmul_with(Q8RowsFn fn, const Q8Matrix& w, const float* x, int M, float* y);
 }  // namespace detail
 

@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/half.h"
@@ -18,9 +20,24 @@ namespace {
 
 constexpr double kEps = std::numeric_limits<float>::epsilon();
 
-std::vector<detail::Q8RowsFn> builds() {
-  std::vector<detail::Q8RowsFn> b{detail::q8_rows_ref()};
-  if (w4_isa_available(Isa::Avx2)) b.push_back(detail::q8_rows_avx2());
+struct Build {
+  const char* name;
+  detail::Q8RowsFn fn;
+};
+
+// Every build this host can run (the AVX-512 one only where CPUID reports it); printed once so a
+// capable host cannot skip a build silently.
+std::vector<Build> builds() {
+  std::vector<Build> b{{"ref", detail::q8_rows_ref()}};
+  if (w4_isa_available(Isa::Avx2)) b.push_back({"avx2", detail::q8_rows_avx2()});
+  if (w4_isa_available(Isa::Avx512)) b.push_back({"avx512", detail::q8_rows_avx512()});
+  static const bool printed = [&] {
+    std::printf("Q8 builds tested on this host:");
+    for (const Build& e : b) std::printf(" %s", e.name);
+    std::printf("\n");
+    return true;
+  }();
+  (void)printed;
   return b;
 }
 
@@ -159,7 +176,7 @@ const Case kCases[] = {{32, 9}, {37, 16}, {96, 300}, {200, 257}, {576, 513}, {10
 TEST(Q8Matmul, EveryBuildMatchesTheIntegerContractAndTheExactProduct) {
   std::mt19937 rng(11);
   double worst_ratio = 0;
-  for (auto fn : builds())
+  for (const auto& [name, fn] : builds())
     for (const Case& c : kCases)
       for (int M = 1; M <= 16; M += (M < 5 ? 1 : 5)) {
         const int K = c.K, N = c.N;
@@ -199,9 +216,9 @@ TEST(Q8Matmul, EveryBuildMatchesTheIntegerContractAndTheExactProduct) {
             const double got = y[(size_t)m * N + n];
             const double fp32_bound = 2 * (nb + 8) * kEps * mag + 1e-30;
             ASSERT_NEAR(got, contract, fp32_bound)
-                << "K=" << K << " N=" << N << " M=" << M << " m=" << m << " n=" << n;
+                << name << " K=" << K << " N=" << N << " M=" << M << " m=" << m << " n=" << n;
             ASSERT_NEAR(got, exact, qbound + fp32_bound)
-                << "K=" << K << " N=" << N << " M=" << M << " m=" << m << " n=" << n;
+                << name << " K=" << K << " N=" << N << " M=" << M << " m=" << m << " n=" << n;
             worst_ratio = std::max(worst_ratio, std::fabs(got - exact) / (qbound + fp32_bound));
           }
         }
@@ -215,7 +232,7 @@ TEST(Q8Matmul, EveryBuildMatchesTheIntegerContractAndTheExactProduct) {
 TEST(Q8Matmul, LosslessDataIsExactOnEveryBuild) {
   std::mt19937 rng(17);
   std::uniform_int_distribution<int> code(-127, 127);
-  for (auto fn : builds())
+  for (const auto& [name, fn] : builds())
     for (const Case& c : kCases)
       for (int M : {1, 2, 3, 4, 5, 8, 16}) {
         const int K = c.K, N = c.N;
@@ -236,7 +253,7 @@ TEST(Q8Matmul, LosslessDataIsExactOnEveryBuild) {
             double ref = 0;
             for (int k = 0; k < K; ++k) ref += (double)w[(size_t)n * K + k] * x[(size_t)m * K + k];
             ASSERT_EQ(y[(size_t)m * N + n], ref)
-                << "K=" << K << " N=" << N << " M=" << M << " m=" << m << " n=" << n;
+                << name << " K=" << K << " N=" << N << " M=" << M << " m=" << m << " n=" << n;
           }
       }
 }
@@ -252,6 +269,33 @@ TEST(Q8Matmul, DispatchedEntryPointAgreesWithTheReferenceBuild) {
   q8_matmul(*q8, x.data(), M, a.data());
   detail::q8_matmul_with(detail::q8_rows_ref(), *q8, x.data(), M, b.data());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-3) << i;
+}
+
+// q8_matmul runs the build of w4_active_isa() (avx512 on an AVX-512 host unless AWQ_ISA says
+// otherwise): bit-identical to that build called directly, and (where the host has more than one
+// build) different in at least one output from the other builds' fp32 summation orders.
+TEST(Q8Matmul, DispatchedEntryPointRunsTheActiveIsasBuild) {
+  const Isa isa = w4_active_isa();
+  const char* want = isa == Isa::Avx512 ? "avx512" : isa == Isa::Avx2 ? "avx2" : "ref";
+  std::printf("q8_matmul build for the active ISA (%s): %s\n", isa_name(isa), want);
+  std::mt19937 rng(21);
+  const int N = 700, K = 576, M = 5;
+  auto w = randn((size_t)N * K, rng, 1.0f);
+  auto x = randn((size_t)M * K, rng, 1.0f);
+  auto q8 = q8_from_f32(w.data(), N, K);
+  ASSERT_TRUE(q8.ok());
+  std::vector<float> got((size_t)M * N);
+  q8_matmul(*q8, x.data(), M, got.data());
+  for (const auto& [name, fn] : builds()) {
+    std::vector<float> y((size_t)M * N);
+    detail::q8_matmul_with(fn, *q8, x.data(), M, y.data());
+    size_t differ = 0;
+    for (size_t i = 0; i < y.size(); ++i) differ += y[i] != got[i];
+    if (std::string(name) == want)
+      EXPECT_EQ(differ, 0u) << name;
+    else
+      EXPECT_GT(differ, 0u) << name << " gives the same bits as the dispatched build";
+  }
 }
 
 }  // namespace
