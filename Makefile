@@ -38,9 +38,16 @@ $(FP_DIR)/config.json: $(GGUF) | build
 
 fp-model: $(FP_DIR)/config.json
 
+# A W4 checkpoint of the real model for the engine tests (RTN: one second, same format and
+# kernels as AWQ).
+RTN_DIR := $(MODELS)/smollm2-rtn4-g64
+$(RTN_DIR)/config.json: $(FP_DIR)/config.json | build
+	$(BUILD)/awq quantize $(FP_DIR) $(RTN_DIR) --method rtn --group-size 64 --overwrite
+
 # All tests: unit, corrupt-file, kernels on every ISA the host has, the real model, Python format checks.
-test: build fp-model
+test: build fp-model $(RTN_DIR)/config.json
 	AWQ_SMOLLM2_GGUF=$(abspath $(GGUF)) AWQ_SMOLLM2_DIR=$(abspath $(FP_DIR)) \
+	AWQ_SMOLLM2_AWQ_DIR=$(abspath $(RTN_DIR)) \
 	AWQ_WIKITEXT=$(abspath ../shared/data/wikitext-2-raw/wiki.test.raw) \
 	  ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
 

@@ -29,7 +29,9 @@ F16="$W/smollm2-f16.gguf"
 for q in Q4_0 Q4_K_M; do
   [ -f "$W/smollm2-$q.gguf" ] || "$SRC/build/bin/llama-quantize" "$F16" "$W/smollm2-$q.gguf" "$q" >"$W/quantize-$q.log" 2>&1
 done
-export OMP_WAIT_POLICY=passive
+[ -n "${LLCPP_BUILD_ONLY:-}" ] && exit 0
+# Both engines run under the same OpenMP settings (the caller's environment; unset = libgomp's
+# default spin-then-sleep policy, the right one on an idle machine).
 for q in Q4_0 Q4_K_M; do
   "$SRC/build/bin/llama-bench" -m "$W/smollm2-$q.gguf" -p 512 -n 128 -t "$T" -r 3 -o json \
     >"$W/llama-bench-$q.json"
@@ -41,4 +43,5 @@ for r in json.load(open(sys.argv[1])):
           f"threads {r['n_threads']}  {r['avg_ts']:8.1f} tok/s (+/- {r['stddev_ts']:.1f})")
 PY
 done
-OMP_WAIT_POLICY=active "${BUILD:-build}/awq" bench "$CKPT" -p 512 -n 128 -b 1 -t "$T" -r 3
+echo "awq-cpp (same OpenMP environment as llama.cpp above):"
+"${BUILD:-build}/awq" bench "$CKPT" -p 512 -n 128 -b 1 -t "$T" -r 3

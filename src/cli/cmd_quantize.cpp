@@ -14,8 +14,9 @@ std::atomic<bool> g_cancel{false};
 extern "C" void on_sigint(int) { g_cancel.store(true); }
 
 struct QArgs {
-  std::string model, out, method = "awq", calib, format = "autoawq", report, clip = "gram-asym";
+  std::string model, out, method = "awq", calib, format = "autoawq", report, clip = "joint";
   int w_bit = 4, group_size = 128, n_samples = 128, seqlen = 512, threads = 0, search_blocks = 0;
+  bool clip_aware = false;
   bool zero_point = true, no_clip = false, no_duo = false, overwrite = false;
   bool gram_loss = true, gqa_o_scale = false;
   std::vector<std::string> not_convert;
@@ -34,7 +35,8 @@ int run_quantize(const QArgs& a) {
   if (a.clip == "sampled") o.search.clip_mode = SearchOptions::ClipMode::Sampled;
   else if (a.clip == "gram") o.search.clip_mode = SearchOptions::ClipMode::Gram;
   else if (a.clip == "gram-asym") o.search.clip_mode = SearchOptions::ClipMode::GramAsym;
-  else return fail("--clip " + a.clip + " is not supported (expected sampled, gram or gram-asym)");
+  else if (a.clip == "joint") o.search.clip_mode = SearchOptions::ClipMode::Joint;
+  else return fail("--clip " + a.clip + " is not supported (expected sampled, gram, gram-asym or joint)");
   if (a.method == "awq") o.method = QuantizeOptions::Method::Awq;
   else if (a.method == "rtn") o.method = QuantizeOptions::Method::Rtn;
   else return fail("--method " + a.method + " is not supported (expected awq or rtn)");
@@ -43,6 +45,7 @@ int run_quantize(const QArgs& a) {
   o.seqlen = a.seqlen;
   o.search_blocks = a.search_blocks;
   o.gram_loss = a.gram_loss;
+  o.clip_aware_search = a.clip_aware;
   o.gqa_o_scaling = a.gqa_o_scale;
   o.modules_to_not_convert = a.not_convert;
   o.overwrite = a.overwrite;
@@ -69,6 +72,9 @@ int run_quantize(const QArgs& a) {
       j["groups"].push_back({{"layer", g.layer}, {"group", g.group}, {"best_index", g.best_index},
                              {"loss_best", g.loss_best}, {"loss_identity", g.loss_identity},
                              {"fallback", g.fallback}});
+    for (const auto& c : r->clips)
+      j["clips"].push_back({{"layer", c.layer}, {"linear", c.linear},
+                            {"err_before", c.err_before}, {"err_after", c.err_after}});
     j["warnings"] = r->warnings;
     FILE* f = std::fopen(a.report.c_str(), "w");
     if (!f) return fail("--report: cannot write " + a.report);
@@ -91,8 +97,11 @@ Register reg("quantize", "quantize a model (HF dir or .gguf) to an AutoAWQ check
   sub.add_flag("--no-clip", a->no_clip, "skip the clipping search");
   sub.add_option("--clip", a->clip,
                  "clipping search: sampled (reference: +-max shrink, 512 sampled tokens), gram "
-                 "(exact on all tokens), gram-asym (gram; max and min shrunk separately)")
+                 "(exact on all tokens), gram-asym (gram; max and min shrunk separately), joint (gram-asym "
+                 "picks refined for the whole row's error, cross-group terms included)")
       ->capture_default_str();
+  sub.add_flag("--clip-aware-search", a->clip_aware,
+               "score each scale ratio with the clipping search applied (slower)");
   sub.add_flag("--no-duo-scaling", a->no_duo, "scales from activations only");
   sub.add_option("--calib", a->calib, "calibration text (.txt: blank-line separated; .jsonl)")
       ->check(CLI::ExistingFile);

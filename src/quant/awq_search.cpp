@@ -59,13 +59,15 @@ std::vector<float> awq_scales_for_ratio(const std::vector<float>& x_mean,
   return s;
 }
 
-void quantize_with_scales(Linear& l, const std::vector<float>& s, const QuantConfig& q) {
+void quantize_with_scales(Linear& l, const std::vector<float>& s, const QuantConfig& q,
+                          const std::function<void(Linear&)>& prepare) {
   const int K = l.in;
 #pragma omp parallel for
   for (int o = 0; o < l.out; ++o) {
     float* w = l.weight.data() + (size_t)o * K;
     for (int k = 0; k < K; ++k) w[k] *= s[k];
   }
+  if (prepare) prepare(l);
   fake_quantize(l.weight.data(), l.out, K, q);
 #pragma omp parallel for
   for (int o = 0; o < l.out; ++o) {
@@ -165,7 +167,8 @@ ScaleResult search_scales(std::vector<Linear*> linears, const std::vector<float>
 
 ScaleResult search_scales_loss(std::vector<Linear*> linears, const std::vector<float>& x_mean_in,
                                const LossFn& loss_fn, const SearchOptions& opt,
-                               const std::string& name, const std::vector<int>* tie) {
+                               const std::string& name, const std::vector<int>* tie,
+                               const PrepareFn& prepare) {
   ScaleResult r;
   const int K = linears.at(0)->in;
   r.scales.assign(K, 1.0f);
@@ -188,7 +191,11 @@ ScaleResult search_scales_loss(std::vector<Linear*> linears, const std::vector<f
   for (int i = 0; i < opt.n_grid; ++i) {
     const float ratio = (float)i / (float)opt.n_grid;
     std::vector<float> s = awq_scales_for_ratio(x_mean, w_mean, ratio, opt.duo_scaling);
-    for (Linear* l : linears) quantize_with_scales(*l, s, opt.q);
+    for (size_t j = 0; j < linears.size(); ++j) {
+      std::function<void(Linear&)> prep;
+      if (prepare) prep = [&, j](Linear& l) { prepare((int)j, l, s); };
+      quantize_with_scales(*linears[j], s, opt.q, prep);
+    }
     const double loss = loss_fn();
     r.losses.push_back(loss);
     if (std::isfinite(loss) && loss < best) {
@@ -323,11 +330,19 @@ ClipResult search_and_apply_clip_gram(Linear& l, const GramLoss& gram,
   const int G = opt.q.group_size <= 0 ? K : opt.q.group_size;
   const int n_groups = K / G;
   const int n_shrink = std::max(1, (int)(opt.max_shrink * opt.clip_grid));
-  const bool asym = opt.clip_mode == SearchOptions::ClipMode::GramAsym;
+  const bool joint = opt.clip_mode == SearchOptions::ClipMode::Joint && n_groups > 1;
+  const bool asym = opt.clip_mode == SearchOptions::ClipMode::GramAsym ||
+                    opt.clip_mode == SearchOptions::ClipMode::Joint;
+  const int sweeps = joint ? std::max(0, opt.clip_sweeps) : 0;
   // Candidates: symmetric i = 0..n_shrink-1 (i = 0: plain quantization), then (i, j) pairs.
   const int cand = n_shrink + (asym ? n_shrink * n_shrink : 0);
   std::vector<float> Gd((size_t)n_groups * G * G);
   for (int g = 0; g < n_groups; ++g) gram.block(g * G, G, in_scale, Gd.data() + (size_t)g * G * G);
+  std::vector<float> Gf;  // the whole (scaled) Gram, for the cross-group terms
+  if (sweeps > 0) {
+    Gf.resize((size_t)K * K);
+    gram.block(0, K, in_scale, Gf.data());
+  }
   ClipResult res;
   res.max_val.assign((size_t)N * n_groups, 0.0f);
   double err0 = 0, err1 = 0;
@@ -337,7 +352,47 @@ ClipResult search_and_apply_clip_gram(Linear& l, const GramLoss& gram,
   const int n_batches = (N + rb - 1) / rb;
 #pragma omp parallel reduction(+ : err0, err1)
   {
-    std::vector<float> D, E, lo, hi;
+    std::vector<float> D, E, lo, hi, Dsel, D0, Ef, R, delta, Lp, Hp;
+    std::vector<int> pick;
+    // Candidate errors D_c = Q(clamp(w_g, L_c, H_c)) - w_g of group g for rows o0 .. o0+nr.
+    auto make_candidates = [&](int o0, int nr, int g) {
+      for (int r = 0; r < nr; ++r) {
+        const float* w = l.weight.data() + (size_t)(o0 + r) * K + (size_t)g * G;
+        float mx = w[0], mn = w[0];
+        for (int k = 1; k < G; ++k) mx = std::max(mx, w[k]), mn = std::min(mn, w[k]);
+        const float amax = std::max(std::fabs(mx), std::fabs(mn));
+        float* d = D.data() + (size_t)r * cand * G;
+        float* L = lo.data() + (size_t)r * cand;
+        float* H = hi.data() + (size_t)r * cand;
+        int c = 0;
+        for (int i = 0; i < n_shrink; ++i, ++c) {
+          const float mv = amax * (1.0f - (float)i / (float)opt.clip_grid);
+          L[c] = -mv, H[c] = mv;
+        }
+        if (asym)
+          for (int i = 0; i < n_shrink; ++i)
+            for (int j = 0; j < n_shrink; ++j, ++c) {
+              H[c] = mx > 0 ? mx * (1.0f - (float)i / (float)opt.clip_grid) : mx;
+              L[c] = mn < 0 ? mn * (1.0f - (float)j / (float)opt.clip_grid) : mn;
+            }
+        for (c = 0; c < cand; ++c)
+          for (int k = 0; k < G; ++k) d[(size_t)c * G + k] = std::clamp(w[k], L[c], H[c]);
+        fake_quantize(d, cand, G, qg);
+        for (c = 0; c < cand; ++c)
+          for (int k = 0; k < G; ++k) d[(size_t)c * G + k] -= w[k];
+      }
+      // E = D * G_gg; the group's own error of a candidate = sum_k D * E.
+      count_flops(2.0 * nr * cand * G * G);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr * cand, G, G, 1.0f, D.data(), G,
+                  Gd.data() + (size_t)g * G * G, G, 0.0f, E.data(), G);
+    };
+    auto own_err = [&](int r, int c) {
+      const float* d = D.data() + ((size_t)r * cand + c) * G;
+      const float* e = E.data() + ((size_t)r * cand + c) * G;
+      double err = 0;
+      for (int k = 0; k < G; ++k) err += (double)d[k] * (double)e[k];
+      return err;
+    };
 #pragma omp for schedule(dynamic, 1)
     for (int bi = 0; bi < n_batches; ++bi) {
       const int o0 = bi * rb, o1 = std::min(N, o0 + rb), nr = o1 - o0;
@@ -345,56 +400,108 @@ ClipResult search_and_apply_clip_gram(Linear& l, const GramLoss& gram,
       E.resize((size_t)nr * cand * G);
       lo.resize((size_t)nr * cand);
       hi.resize((size_t)nr * cand);
+      pick.assign((size_t)nr * n_groups, 0);
+      Lp.resize((size_t)nr * n_groups);
+      Hp.resize((size_t)nr * n_groups);
+      if (sweeps > 0) {
+        Dsel.resize((size_t)nr * K);
+        D0.resize((size_t)nr * K);
+      }
+      // 1. Each group on its own error (the cross terms ignored).
       for (int g = 0; g < n_groups; ++g) {
-        for (int r = 0; r < nr; ++r) {
-          const float* w = l.weight.data() + (size_t)(o0 + r) * K + (size_t)g * G;
-          float mx = w[0], mn = w[0];
-          for (int k = 1; k < G; ++k) mx = std::max(mx, w[k]), mn = std::min(mn, w[k]);
-          const float amax = std::max(std::fabs(mx), std::fabs(mn));
-          float* d = D.data() + (size_t)r * cand * G;
-          float* L = lo.data() + (size_t)r * cand;
-          float* H = hi.data() + (size_t)r * cand;
-          int c = 0;
-          for (int i = 0; i < n_shrink; ++i, ++c) {
-            const float mv = amax * (1.0f - (float)i / (float)opt.clip_grid);
-            L[c] = -mv, H[c] = mv;
-          }
-          if (asym)
-            for (int i = 0; i < n_shrink; ++i)
-              for (int j = 0; j < n_shrink; ++j, ++c) {
-                H[c] = mx > 0 ? mx * (1.0f - (float)i / (float)opt.clip_grid) : mx;
-                L[c] = mn < 0 ? mn * (1.0f - (float)j / (float)opt.clip_grid) : mn;
-              }
-          for (c = 0; c < cand; ++c)
-            for (int k = 0; k < G; ++k) d[(size_t)c * G + k] = std::clamp(w[k], L[c], H[c]);
-          fake_quantize(d, cand, G, qg);
-          for (c = 0; c < cand; ++c)
-            for (int k = 0; k < G; ++k) d[(size_t)c * G + k] -= w[k];
-        }
-        // E = D * G_gg; error of a candidate = sum_k D * E.
-        count_flops(2.0 * nr * cand * G * G);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr * cand, G, G, 1.0f, D.data(),
-                    G, Gd.data() + (size_t)g * G * G, G, 0.0f, E.data(), G);
+        make_candidates(o0, nr, g);
         for (int r = 0; r < nr; ++r) {
           double best = std::numeric_limits<double>::infinity(), first = 0;
           int best_c = 0;
           for (int c = 0; c < cand; ++c) {
-            const float* d = D.data() + ((size_t)r * cand + c) * G;
-            const float* e = E.data() + ((size_t)r * cand + c) * G;
-            double err = 0;
-            for (int k = 0; k < G; ++k) err += (double)d[k] * (double)e[k];
+            const double err = own_err(r, c);
             if (c == 0) first = err;
             if (err < best) best = err, best_c = c;
           }
           if (!std::isfinite(best)) best = first, best_c = 0;
-          err0 += first;
-          err1 += best;
-          const float L = lo[(size_t)r * cand + best_c], H = hi[(size_t)r * cand + best_c];
-          res.max_val[(size_t)(o0 + r) * n_groups + g] = H;
-          float* w = l.weight.data() + (size_t)(o0 + r) * K + (size_t)g * G;
-          for (int k = 0; k < G; ++k) w[k] = std::clamp(w[k], L, H);
+          const size_t rg = (size_t)r * n_groups + g;
+          pick[rg] = best_c;
+          Lp[rg] = lo[(size_t)r * cand + best_c];
+          Hp[rg] = hi[(size_t)r * cand + best_c];
+          if (sweeps > 0) {
+            std::copy_n(D.data() + ((size_t)r * cand + best_c) * G, G,
+                        Dsel.data() + (size_t)r * K + (size_t)g * G);
+            std::copy_n(D.data() + (size_t)r * cand * G, G, D0.data() + (size_t)r * K + (size_t)g * G);
+          } else {
+            err0 += first;
+            err1 += best;
+          }
         }
       }
+      if (sweeps > 0) {
+        // 2. Coordinate descent on the whole row's error  sum_r Dsel_r^T G Dsel_r.
+        //    Ef = Dsel * G (all of it); for group g the row's error as a function of its pick d
+        //    is d^T G_gg d + 2 d^T (Ef_g - Dsel_g G_gg) + const.
+        Ef.resize((size_t)nr * K);
+        R.resize((size_t)nr * G);
+        delta.resize((size_t)nr * G);
+        // err0: the whole-row error of plain quantization (candidate 0 everywhere).
+        count_flops(4.0 * nr * K * K);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, K, K, 1.0f, D0.data(), K,
+                    Gf.data(), K, 0.0f, Ef.data(), K);
+        for (size_t i = 0; i < (size_t)nr * K; ++i) err0 += (double)D0[i] * Ef[i];
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, K, K, 1.0f, Dsel.data(), K,
+                    Gf.data(), K, 0.0f, Ef.data(), K);
+      }
+      for (int sw = 0; sw < sweeps; ++sw) {
+        for (int g = 0; g < n_groups; ++g) {
+          make_candidates(o0, nr, g);
+          // R = Ef_g - Dsel_g G_gg: what the other groups contribute to the row's gradient.
+          count_flops(2.0 * nr * G * G);
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, G, G, -1.0f,
+                      Dsel.data() + (size_t)g * G, K, Gd.data() + (size_t)g * G * G, G, 0.0f,
+                      R.data(), G);
+          for (int r = 0; r < nr; ++r)
+            for (int k = 0; k < G; ++k) R[(size_t)r * G + k] += Ef[(size_t)r * K + g * G + k];
+          bool changed = false;
+          for (int r = 0; r < nr; ++r) {
+            int& cur = pick[(size_t)r * n_groups + g];
+            const float* rr = R.data() + (size_t)r * G;
+            double best = std::numeric_limits<double>::infinity();
+            int best_c = cur;
+            for (int c = 0; c < cand; ++c) {
+              const float* d = D.data() + ((size_t)r * cand + c) * G;
+              double cross = 0;
+              for (int k = 0; k < G; ++k) cross += (double)d[k] * (double)rr[k];
+              const double err = own_err(r, c) + 2.0 * cross;
+              if (err < best) best = err, best_c = c;
+            }
+            float* dsel = Dsel.data() + (size_t)r * K + (size_t)g * G;
+            const float* dn = D.data() + ((size_t)r * cand + best_c) * G;
+            float* dl = delta.data() + (size_t)r * G;
+            for (int k = 0; k < G; ++k) dl[k] = dn[k] - dsel[k];
+            if (best_c != cur && std::isfinite(best)) {
+              changed = true;
+              cur = best_c;
+              std::copy_n(dn, G, dsel);
+              Lp[(size_t)r * n_groups + g] = lo[(size_t)r * cand + best_c];
+              Hp[(size_t)r * n_groups + g] = hi[(size_t)r * cand + best_c];
+            } else {
+              std::fill(dl, dl + G, 0.0f);
+            }
+          }
+          if (changed) {  // Ef += delta * G[g rows, :]
+            count_flops(2.0 * nr * G * K);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, K, G, 1.0f, delta.data(),
+                        G, Gf.data() + (size_t)g * G * K, K, 1.0f, Ef.data(), K);
+          }
+        }
+      }
+      // The rows' exact error; then clamp every group to its pick.
+      if (sweeps > 0)
+        for (size_t i = 0; i < (size_t)nr * K; ++i) err1 += (double)Dsel[i] * Ef[i];
+      for (int r = 0; r < nr; ++r)
+        for (int g = 0; g < n_groups; ++g) {
+          const size_t rg = (size_t)r * n_groups + g;
+          res.max_val[(size_t)(o0 + r) * n_groups + g] = Hp[rg];
+          float* w = l.weight.data() + (size_t)(o0 + r) * K + (size_t)g * G;
+          for (int k = 0; k < G; ++k) w[k] = std::clamp(w[k], Lp[rg], Hp[rg]);
+        }
     }
   }
   const double n_tok = (double)std::max<int64_t>(1, gram.tokens());

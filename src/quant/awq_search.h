@@ -24,7 +24,12 @@ struct SearchOptions {
   // tokens); Gram = error exact over all calibration tokens (Gram matrix of the inputs);
   // GramAsym = Gram, and the group's max and min are also shrunk separately (a superset of the
   // reference's candidates).
-  enum class ClipMode { Sampled, Gram, GramAsym } clip_mode = ClipMode::GramAsym;
+  // Joint = GramAsym's candidates, chosen for the whole row's output error: the per-group
+  // choice above ignores the cross terms d_g^T G_gh d_h between groups of one row; Joint
+  // starts from it and runs `clip_sweeps` coordinate-descent sweeps over the groups, each pick
+  // minimising the row's exact error given the other groups' current picks.
+  enum class ClipMode { Sampled, Gram, GramAsym, Joint } clip_mode = ClipMode::Joint;
+  int clip_sweeps = 2;
 };
 
 // w_mean (spec §3.3): per input channel mean over output rows of |w| / max|w| of its group.
@@ -35,8 +40,15 @@ std::vector<float> weight_channel_mean(const std::vector<const Linear*>& linears
 std::vector<float> awq_scales_for_ratio(const std::vector<float>& x_mean,
                                         const std::vector<float>& w_mean, float ratio, bool duo);
 
-// Replace each linear's weight by Q(W * s) / s in place (columns scaled).
-void quantize_with_scales(Linear& l, const std::vector<float>& s, const QuantConfig& q);
+// Called on a linear of a group during the grid search after its columns were scaled by s and
+// before it is quantized (clip-aware search: the clipping search runs here, so each ratio is
+// scored with the weights the final quantizer will produce). index = position in `linears`.
+using PrepareFn = std::function<void(int index, Linear& l, const std::vector<float>& s)>;
+
+// Replace each linear's weight by Q(W * s) / s in place (columns scaled); `prepare` (optional)
+// runs on W * s before Q.
+void quantize_with_scales(Linear& l, const std::vector<float>& s, const QuantConfig& q,
+                          const std::function<void(Linear&)>& prepare = nullptr);
 
 struct ScaleResult {
   std::vector<float> scales;   // [in] best scales (all 1 when fallback)
@@ -55,7 +67,8 @@ struct ScaleResult {
 using LossFn = std::function<double()>;
 ScaleResult search_scales_loss(std::vector<Linear*> linears, const std::vector<float>& x_mean,
                                const LossFn& loss, const SearchOptions& opt,
-                               const std::string& name, const std::vector<int>* tie = nullptr);
+                               const std::string& name, const std::vector<int>* tie = nullptr,
+                               const PrepareFn& prepare = nullptr);
 
 // Output error of one linear from the Gram matrix of its inputs: for W' = W + D,
 // mean over tokens and outputs of ((W' - W) x)^2 = sum_n d_n^T G d_n / (T * N), G = X^T X.

@@ -228,13 +228,28 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
           };
         }
         const std::string name = "layer " + std::to_string(layer) + " " + join(g.linears);
+        PrepareFn prep;
+        if (opt.clip_aware_search && clip_gram) {
+          const GramLoss* gm = in == Input::Attn ? &gram_attn
+                               : in == Input::O  ? &gram_o
+                               : in == Input::Mlp ? &gram_mlp : &gram_down;
+          SearchOptions co = opt.search;
+          if (co.clip_mode == SearchOptions::ClipMode::Joint)
+            co.clip_mode = SearchOptions::ClipMode::GramAsym;  // the per-group picks: 3x cheaper
+          prep = [&, gm, co](int j, Linear& l, const std::vector<float>& s) {
+            const std::string& n = g.linears[j];
+            if (n == "q_proj" || n == "k_proj") return;
+            if (not_converted(opt.modules_to_not_convert, linear_prefix(layer, n))) return;
+            search_and_apply_clip_gram(l, *gm, &s, co);
+          };
+        }
         ScaleResult r;
         if (g.compare == ScaleGroup::Compare::Linear && opt.gram_loss) {
           const GramLoss& gram = in == Input::O ? gram_o : gram_down;
           const Linear* l = ls[0];
           const std::vector<float> orig = l->weight;
           r = search_scales_loss(ls, x_mean, [&] { return gram(*l, orig); }, opt.search, name,
-                                 tie.empty() ? nullptr : &tie);
+                                 tie.empty() ? nullptr : &tie, prep);
         } else {
           std::vector<float> y_ref, y;
           run(y_ref);
@@ -244,7 +259,7 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
                 run(y);
                 return mse(y_ref, y);
               },
-              opt.search, name, tie.empty() ? nullptr : &tie);
+              opt.search, name, tie.empty() ? nullptr : &tie, prep);
         }
         if (!r.note.empty()) {
           std::fprintf(stderr, "warning: %s\n", r.note.c_str());
@@ -289,10 +304,13 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
                                    : in == Input::O  ? gram_o
                                    : in == Input::Mlp ? gram_mlp : gram_down;
             const std::vector<float>& s = in_scale[(int)in];
-            search_and_apply_clip_gram(b.linear(n), gram, s.empty() ? nullptr : &s, opt.search);
+            const ClipResult cr =
+                search_and_apply_clip_gram(b.linear(n), gram, s.empty() ? nullptr : &s, opt.search);
+            rep.clips.push_back({layer, n, cr.err_before, cr.err_after});
           } else {
             const std::vector<float>& xin = record_of(rec, in);
-            search_and_apply_clip(b.linear(n), xin.data(), n_tok, opt.search);
+            const ClipResult cr = search_and_apply_clip(b.linear(n), xin.data(), n_tok, opt.search);
+            rep.clips.push_back({layer, n, cr.err_before, cr.err_after});
           }
         }
       }

@@ -25,6 +25,10 @@ struct QuantizeOptions {
   // GQA models: also scale v -> o with one scale per v channel shared by the query heads
   // that read it (the reference skips v -> o when the shapes differ).
   bool gqa_o_scaling = false;
+  // Score each grid ratio with the clipping search applied (per-group Gram clipping on the
+  // scaled weights, then quantization), i.e. with the weights the final quantizer produces;
+  // false: plain round-to-nearest on the grid and clipping only after, as the reference does.
+  bool clip_aware_search = false;
   std::vector<std::string> modules_to_not_convert;
   bool overwrite = false;
   bool progress = true;
@@ -40,12 +44,20 @@ struct GroupReport {
   bool fallback = false;
 };
 
+struct ClipReport {
+  int layer = 0;
+  std::string linear;                       // e.g. "down_proj"
+  double err_before = 0, err_after = 0;     // output error per (row, group): plain quantization
+                                            // vs the chosen clipping (search_and_apply_clip*)
+};
+
 struct QuantizeReport {
   double seconds = 0;
   double gemm_flop = 0;  // floating-point operations in dense matrix products (core/flops.h)
   int n_blocks = 0, samples_used = 0;
   int64_t calib_tokens = 0;
   std::vector<GroupReport> groups;
+  std::vector<ClipReport> clips;
   std::vector<std::string> warnings;
   double params_quantized = 0, params_total = 0;
 };

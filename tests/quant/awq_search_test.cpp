@@ -301,3 +301,62 @@ TEST(ClipSearch, GramAsymIsExactAndNoWorseThanSymmetric) {
   EXPECT_LT(e_sym, e_plain);
   EXPECT_LT(e_asym, 0.95 * e_sym);  // the min side can shrink without the outlier's side
 }
+
+// Joint clipping: on inputs whose channels are correlated across groups (a shared latent
+// factor, as LLM activations have), the per-group choice ignores the cross-group terms of the
+// row's output error. Joint must report the exact whole-row error (checked against a direct
+// double evaluation, several groups per row), never do worse than GramAsym, and here do
+// strictly better.
+TEST(ClipSearch, JointIsExactOverGroupsAndBeatsPerGroupChoice) {
+  std::mt19937 g(23);
+  const int K = 256, G = 64, N = 24, T = 1500;
+  Linear l = rand_linear(K, N, g, 0.02f);
+  for (int o = 0; o < N; ++o) l.weight[(size_t)o * K + (7 * o) % K] = 0.25f + 0.01f * o;
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> x((size_t)T * K), mix(K);
+  for (auto& v : mix) v = d(g);
+  for (int t = 0; t < T; ++t) {
+    const float z = d(g) * 3.0f;  // latent factor shared by every channel
+    for (int k = 0; k < K; ++k) x[(size_t)t * K + k] = 0.3f * d(g) + z * mix[k] + 0.5f;
+  }
+  GramLoss gram(x.data(), T, K);
+  SearchOptions opt;
+  opt.q.group_size = G;
+  const Linear orig = l;
+  auto out_err = [&](const Linear& lw) {  // mean over tokens, per (row, group) like err_after
+    double e = 0;
+    for (int o = 0; o < N; ++o) {
+      std::vector<double> row(K);
+      for (int g0 = 0; g0 < K; g0 += G) {
+        std::vector<double> grp(lw.weight.begin() + (size_t)o * K + g0,
+                                lw.weight.begin() + (size_t)o * K + g0 + G);
+        ref_fake_quant_group(grp);
+        std::copy(grp.begin(), grp.end(), row.begin() + g0);
+      }
+      for (int t = 0; t < T; ++t) {
+        double a = 0;
+        for (int k = 0; k < K; ++k) a += x[(size_t)t * K + k] * (row[k] - orig.weight[(size_t)o * K + k]);
+        e += a * a;
+      }
+    }
+    return e / ((double)T * N * (K / G));
+  };
+  Linear per_group = l, joint = l;
+  opt.clip_mode = SearchOptions::ClipMode::GramAsym;
+  search_and_apply_clip_gram(per_group, gram, nullptr, opt);
+  opt.clip_mode = SearchOptions::ClipMode::Joint;
+  const ClipResult rj = search_and_apply_clip_gram(joint, gram, nullptr, opt);
+  const double e_plain = out_err(orig), e_pg = out_err(per_group), e_joint = out_err(joint);
+  EXPECT_NEAR(rj.err_before, e_plain, 2e-3 * e_plain);
+  EXPECT_NEAR(rj.err_after, e_joint, 2e-3 * e_joint);
+  EXPECT_LE(e_joint, e_pg * (1 + 1e-6));
+  EXPECT_LT(e_joint, 0.9 * e_pg);
+  EXPECT_LT(e_pg, e_plain);
+  // max_val reports the upper clip bound actually applied to each group.
+  for (int o = 0; o < N; ++o)
+    for (int gi = 0; gi < K / G; ++gi) {
+      float mx = -1e30f;
+      for (int k = 0; k < G; ++k) mx = std::max(mx, joint.weight[(size_t)o * K + gi * G + k]);
+      EXPECT_GE(rj.max_val[(size_t)o * (K / G) + gi], mx);
+    }
+}
