@@ -15,7 +15,7 @@ extern "C" void on_sigint(int) { g_cancel.store(true); }
 
 struct QArgs {
   std::string model, out, method = "awq", calib, format = "autoawq", report, clip = "joint";
-  int w_bit = 4, group_size = 128, n_samples = 128, seqlen = 512, threads = 0, search_blocks = 0;
+  int w_bit = 4, group_size = 128, n_samples = 128, seqlen = 512, threads = 0, search_blocks = 16;
   bool clip_aware = true;
   bool zero_point = true, no_clip = false, no_duo = false, overwrite = false;
   bool gram_loss = true, gqa_o_scale = false;
@@ -109,7 +109,8 @@ Register reg("quantize", "quantize a model (HF dir or .gguf) to an AutoAWQ check
   sub.add_option("--n-samples", a->n_samples, "calibration samples")->capture_default_str();
   sub.add_option("--seqlen", a->seqlen, "calibration block length")->capture_default_str();
   sub.add_option("--search-blocks", a->search_blocks,
-                 "calibration blocks used to score the scale grid (0 = all)")
+                 "calibration blocks whose forward scores the scale grid (0 = all; activation "
+                 "statistics, Gram losses and clipping always use every block)")
       ->capture_default_str();
   sub.add_flag("--gram-loss,!--no-gram-loss", a->gram_loss,
                "score v->o and up->down on all calibration tokens via X^T X (exact; fast)")

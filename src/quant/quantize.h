@@ -16,7 +16,8 @@ struct QuantizeOptions {
   std::string calib_path;               // "" = embedded default corpus
   int n_samples = 128;
   int seqlen = 512;
-  int search_blocks = 0;                // calibration blocks used to score the grid (0 = all)
+  int search_blocks = 16;               // calibration blocks used to score the grid (0 = all);
+                                        // statistics, Gram losses and clipping use all blocks
   int chunk_blocks = 8;                 // blocks run through the fp32 block at once
   // Score linear-only groups (v->o, up->down) with the Gram matrix of their inputs over all
   // calibration tokens (exact loss, N*K*K per grid point); false: direct forward on the
