@@ -18,7 +18,14 @@ if [ ! -d "$SRC" ]; then
   tar xzf "$W/llama_cpp_python-$VER.tar.gz" -C "$W"
 fi
 if [ ! -x "$SRC/build/bin/llama-bench" ]; then
-  cmake -S "$SRC" -B "$SRC/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_OPENMP=ON \
+  # GGML_NATIVE=ON dies with "Illegal instruction" on the AVX-512 + AMX VM of 2026-12-01 (AMX
+  # state not usable there), so AVX-512 hosts get the AVX-512/VNNI/BF16 set without AMX.
+  ISA="-DGGML_NATIVE=ON"
+  grep -q avx512_vnni /proc/cpuinfo && ISA="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON \
+    -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON \
+    -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+  # shellcheck disable=SC2086
+  cmake -S "$SRC" -B "$SRC/build" -DCMAKE_BUILD_TYPE=Release $ISA -DGGML_OPENMP=ON \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF \
     -DLLAMA_OPENSSL=OFF >/dev/null
   cmake --build "$SRC/build" -j"$(nproc)" --target llama-bench llama-quantize
