@@ -59,6 +59,7 @@ sanitize: deps
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAWQ_SANITIZE=ON -DAWQ_BENCH=OFF >/dev/null
 	cmake --build build-asan -j$(JOBS)
 	AWQ_WIKITEXT=$(abspath ../shared/data/wikitext-2-raw/wiki.test.raw) ASAN_OPTIONS=detect_leaks=1 \
+	OMP_WAIT_POLICY=passive \
 	  ctest --test-dir build-asan --output-on-failure -j$(JOBS)
 
 demo: build fp-model
