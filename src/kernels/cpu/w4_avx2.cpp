@@ -12,6 +12,7 @@
 
 #include <cstring>
 
+#include "kernels/cpu/w4_decode_loop.h"
 #include "kernels/cpu/w4_kernels.h"
 
 namespace awq::detail {
@@ -116,26 +117,10 @@ void decode_f32_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, __
 }
 
 void decode_f32_avx2(const W4Matrix& w, const W4DecodeArgs& a, int tile_begin, int tile_end) {
-  for (int t = tile_begin; t < tile_end; ++t) {
-    const __m256 bias = a.bias ? _mm256_loadu_ps(a.bias + 8 * t) : _mm256_setzero_ps();
-    for (int m0 = 0; m0 < a.M;) {
-      __m256 fin[4];
-      const int rem = a.M - m0;
-      int mc;
-      if (rem >= 4) {
-        decode_f32_tile<4, 2>(w, a, t, m0, fin), mc = 4;
-      } else if (rem == 3) {
-        decode_f32_tile<3, 2>(w, a, t, m0, fin), mc = 3;
-      } else if (rem == 2) {
-        decode_f32_tile<2, 4>(w, a, t, m0, fin), mc = 2;
-      } else {
-        decode_f32_tile<1, 8>(w, a, t, m0, fin), mc = 1;
-      }
-      for (int m = 0; m < mc; ++m)
-        _mm256_storeu_ps(a.y + (size_t)(m0 + m) * a.ldy + 8 * t, _mm256_add_ps(fin[m], bias));
-      m0 += mc;
-    }
-  }
+  w4_decode_loop<4>(a, tile_begin, tile_end, [&](auto mc, int t, int m0, __m256* fin) {
+    constexpr int MC = decltype(mc)::value;
+    decode_f32_tile<MC, MC == 1 ? 8 : MC == 2 ? 4 : 2>(w, a, t, m0, fin);
+  });
 }
 
 // ---- I8 decode -------------------------------------------------------------------------------
@@ -200,21 +185,10 @@ void decode_i8_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, __m
 }
 
 void decode_i8_avx2(const W4Matrix& w, const W4DecodeArgs& a, int tile_begin, int tile_end) {
-  for (int t = tile_begin; t < tile_end; ++t) {
-    const __m256 bias = a.bias ? _mm256_loadu_ps(a.bias + 8 * t) : _mm256_setzero_ps();
-    for (int m0 = 0; m0 < a.M;) {
-      __m256 fin[2];
-      // (MC = 2 keeps 8 accumulators + operands in the 16 registers; more rows would spill.)
-      const int mc = a.M - m0 >= 2 ? 2 : 1;
-      if (mc == 2)
-        decode_i8_tile<2>(w, a, t, m0, fin);
-      else
-        decode_i8_tile<1>(w, a, t, m0, fin);
-      for (int m = 0; m < mc; ++m)
-        _mm256_storeu_ps(a.y + (size_t)(m0 + m) * a.ldy + 8 * t, _mm256_add_ps(fin[m], bias));
-      m0 += mc;
-    }
-  }
+  w4_decode_loop<2>(a, tile_begin, tile_end, [&](auto mc, int t, int m0, __m256* fin) {
+    // (MC <= 2 keeps 8 accumulators + operands in the 16 registers; more rows would spill.)
+    decode_i8_tile<decltype(mc)::value>(w, a, t, m0, fin);
+  });
 }
 
 // ---- Dequantization --------------------------------------------------------------------------
