@@ -154,6 +154,17 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
       GramLoss gram_o(gram_lin ? cfg.n_heads * cfg.head_dim : 0),
           gram_down(gram_lin ? cfg.intermediate : 0);
       GramLoss gram_attn(clip_gram ? H : 0), gram_mlp(clip_gram ? H : 0);
+      auto gram_of = [&](Input in) -> const GramLoss& {
+        return in == Input::Attn ? gram_attn
+               : in == Input::O  ? gram_o
+               : in == Input::Mlp ? gram_mlp : gram_down;
+      };
+      // Clipping: not for q/k (their outputs go through the attention softmax), nor for
+      // modules left unconverted.
+      auto clipped = [&](const std::string& n) {
+        return n != "q_proj" && n != "k_proj" &&
+               !not_converted(opt.modules_to_not_convert, linear_prefix(layer, n));
+      };
       for (int c0 = 0; c0 < NB; c0 += opt.chunk_blocks) {
         const int nb = std::min(opt.chunk_blocks, NB - c0);
         BlockRecord cr;
@@ -230,22 +241,17 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
         const std::string name = "layer " + std::to_string(layer) + " " + join(g.linears);
         PrepareFn prep;
         if (opt.clip_aware_search && clip_gram) {
-          const GramLoss* gm = in == Input::Attn ? &gram_attn
-                               : in == Input::O  ? &gram_o
-                               : in == Input::Mlp ? &gram_mlp : &gram_down;
+          const GramLoss* gm = &gram_of(in);
           SearchOptions co = opt.search;
           if (co.clip_mode == SearchOptions::ClipMode::Joint)
             co.clip_mode = SearchOptions::ClipMode::GramAsym;  // the per-group picks: 3x cheaper
           prep = [&, gm, co](int j, Linear& l, const std::vector<float>& s) {
-            const std::string& n = g.linears[j];
-            if (n == "q_proj" || n == "k_proj") return;
-            if (not_converted(opt.modules_to_not_convert, linear_prefix(layer, n))) return;
-            search_and_apply_clip_gram(l, *gm, &s, co);
+            if (clipped(g.linears[j])) search_and_apply_clip_gram(l, *gm, &s, co);
           };
         }
         ScaleResult r;
         if (g.compare == ScaleGroup::Compare::Linear && opt.gram_loss) {
-          const GramLoss& gram = in == Input::O ? gram_o : gram_down;
+          const GramLoss& gram = gram_of(in);
           const Linear* l = ls[0];
           const std::vector<float> orig = l->weight;
           r = search_scales_loss(ls, x_mean, [&] { return gram(*l, orig); }, opt.search, name,
@@ -293,25 +299,18 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
         const Input in = input_of(g.linears[0]);
         divide_inputs(record_of(rec, in), b.linear(g.linears[0]).in, f.s);
       }
-      // 3. clipping (not for q/k: their outputs go through the attention softmax)
+      // 3. clipping
       if (opt.search.clip) {
         for (const auto& n : block_linear_names()) {
-          if (n == "q_proj" || n == "k_proj") continue;
-          if (not_converted(opt.modules_to_not_convert, linear_prefix(layer, n))) continue;
+          if (!clipped(n)) continue;
           const Input in = input_of(n);
-          if (clip_gram) {
-            const GramLoss& gram = in == Input::Attn ? gram_attn
-                                   : in == Input::O  ? gram_o
-                                   : in == Input::Mlp ? gram_mlp : gram_down;
-            const std::vector<float>& s = in_scale[(int)in];
-            const ClipResult cr =
-                search_and_apply_clip_gram(b.linear(n), gram, s.empty() ? nullptr : &s, opt.search);
-            rep.clips.push_back({layer, n, cr.err_before, cr.err_after});
-          } else {
-            const std::vector<float>& xin = record_of(rec, in);
-            const ClipResult cr = search_and_apply_clip(b.linear(n), xin.data(), n_tok, opt.search);
-            rep.clips.push_back({layer, n, cr.err_before, cr.err_after});
-          }
+          const std::vector<float>& s = in_scale[(int)in];
+          const ClipResult cr =
+              clip_gram ? search_and_apply_clip_gram(b.linear(n), gram_of(in),
+                                                     s.empty() ? nullptr : &s, opt.search)
+                        : search_and_apply_clip(b.linear(n), record_of(rec, in).data(), n_tok,
+                                                opt.search);
+          rep.clips.push_back({layer, n, cr.err_before, cr.err_after});
         }
       }
     }
