@@ -39,8 +39,9 @@ Expected<GenStats> generate_stream(Engine& eng, SlotState& st, const Tokenizer& 
   size_t keep = 0;
   while (keep < st.cached.size() && keep < prompt.size() && st.cached[keep] == prompt[keep]) ++keep;
   if (keep == prompt.size()) --keep;
-  s.reused = (int)keep;
   eng.truncate(st.slot, (int)keep);
+  keep = (size_t)eng.pos(st.slot);  // the paged cache may keep less (no block for a copy)
+  s.reused = (int)keep;
   st.cached.resize(keep);
   std::vector<float> logits;
   const auto t0 = clock::now();

@@ -11,15 +11,8 @@
 
 namespace awq {
 
-void KvCache::allocate(const ModelConfig& cfg, int slots, int ctx) {
-  n_layers = cfg.n_layers;
-  n_slots = slots;
-  n_kv_heads = cfg.n_kv_heads;
-  max_ctx = ctx;
-  head_dim = cfg.head_dim;
-  const size_t n = (size_t)n_layers * n_slots * n_kv_heads * max_ctx * head_dim;
-  k.assign(n, 0.0f);
-  v.assign(n, 0.0f);
+size_t kv_block_bytes(const ModelConfig& cfg) {
+  return 2 * (size_t)cfg.n_layers * cfg.n_kv_heads * kBlockTokens * cfg.head_dim * sizeof(float);
 }
 
 Expected<Engine> Engine::create(const Model& m, const EngineOptions& opt) {
@@ -31,17 +24,34 @@ Expected<Engine> Engine::create(const Model& m, const EngineOptions& opt) {
       m.cfg.n_heads % m.cfg.n_kv_heads != 0)
     return make_error("engine: model is not loaded or has inconsistent heads (n_heads ",
                       m.cfg.n_heads, ", n_kv_heads ", m.cfg.n_kv_heads, ")");
-  const double gib = 2.0 * m.cfg.n_layers * opt.n_slots * m.cfg.n_kv_heads * (double)opt.max_ctx *
-                     m.cfg.head_dim * sizeof(float) / (1 << 30);
-  if (gib > 64)
-    return make_error("engine: KV cache for ", opt.n_slots, " slots x ", opt.max_ctx,
-                      " tokens would need ", gib, " GiB; lower --ctx or the batch size");
+  if (opt.kv_blocks < 0) return make_error("engine: kv_blocks must be >= 0, got ", opt.kv_blocks);
+  const int64_t n_blocks =
+      opt.kv_blocks ? opt.kv_blocks : (int64_t)opt.n_slots * KvPool::blocks_for(opt.max_ctx);
+  const double gib = (double)n_blocks * kv_block_bytes(m.cfg) / (1 << 30);
+  if (gib > 64 || n_blocks > (1 << 30))
+    return make_error("engine: KV cache of ", n_blocks, " blocks (", opt.n_slots, " slots x ",
+                      opt.max_ctx, " tokens) would need ", gib,
+                      " GiB; lower --ctx, the batch size or the KV budget");
   Engine e;
   e.m_ = &m;
-  e.cache_.allocate(m.cfg, opt.n_slots, opt.max_ctx);
+  e.max_ctx_ = opt.max_ctx;
+  e.n_layers_ = m.cfg.n_layers;
+  e.n_kv_heads_ = m.cfg.n_kv_heads;
+  e.head_dim_ = m.cfg.head_dim;
+  e.pool_ = KvPool((int)n_blocks, opt.n_slots, opt.prefix_cache);
+  const size_t n = (size_t)n_blocks * kv_block_bytes(m.cfg) / (2 * sizeof(float));
+  e.k_.assign(n, 0.0f);
+  e.v_.assign(n, 0.0f);
   e.rope_.build(m.cfg, opt.max_ctx);
-  e.pos_.assign(opt.n_slots, 0);
   return e;
+}
+
+void Engine::truncate(int slot, int n) {
+  const size_t per_block = (size_t)n_layers_ * n_kv_heads_ * kBlockTokens * head_dim_;
+  pool_.truncate(slot, n, [&](int src, int dst) {
+    std::memcpy(k_.data() + kv_offset(dst, 0, 0), k_.data() + kv_offset(src, 0, 0), per_block * sizeof(float));
+    std::memcpy(v_.data() + kv_offset(dst, 0, 0), v_.data() + kv_offset(src, 0, 0), per_block * sizeof(float));
+  });
 }
 
 namespace {
@@ -101,22 +111,33 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
   const ModelConfig& cfg = m_->cfg;
   if (chunks.empty()) return make_error("engine: forward called with no sequences");
   // Validate everything before touching the cache.
-  std::vector<char> used(cache_.n_slots, 0);
+  kv_full_ = false;
+  const int n_slots = pool_.n_slots();
+  std::vector<char> used(n_slots, 0);
+  int64_t blocks_needed = 0;
   int64_t n_rows = 0;
   for (const SeqChunk& c : chunks) {
-    if (c.slot < 0 || c.slot >= cache_.n_slots)
-      return make_error("engine: slot ", c.slot, " out of range [0, ", cache_.n_slots, ")");
+    if (c.slot < 0 || c.slot >= n_slots)
+      return make_error("engine: slot ", c.slot, " out of range [0, ", n_slots, ")");
     if (used[c.slot]) return make_error("engine: slot ", c.slot, " appears twice in one step");
     used[c.slot] = 1;
     if (c.tokens.empty()) return make_error("engine: empty token list for slot ", c.slot);
-    if (pos_[c.slot] + (int64_t)c.tokens.size() > cache_.max_ctx)
-      return make_error("engine: context full for slot ", c.slot, ": ", pos_[c.slot], " + ",
-                        c.tokens.size(), " tokens > ctx ", cache_.max_ctx, " (raise --ctx)");
+    if (pool_.len(c.slot) + (int64_t)c.tokens.size() > max_ctx_)
+      return make_error("engine: context full for slot ", c.slot, ": ", pool_.len(c.slot), " + ",
+                        c.tokens.size(), " tokens > ctx ", max_ctx_, " (raise --ctx)");
     for (int32_t t : c.tokens)
       if (t < 0 || t >= cfg.vocab)
         return make_error("engine: token id ", t, " out of range [0, ", cfg.vocab, ")");
     n_rows += (int64_t)c.tokens.size();
+    blocks_needed += pool_.blocks_needed(c.slot, (int)c.tokens.size());
   }
+  if (blocks_needed > pool_.stats().available()) {
+    kv_full_ = true;
+    return make_error("engine: KV cache full: the step needs ", blocks_needed, " more blocks, ",
+                      pool_.stats().available(), " of ", pool_.n_blocks(),
+                      " are free (raise the KV budget)");
+  }
+  for (const SeqChunk& c : chunks) pool_.reserve(c.slot, (int)c.tokens.size());
   const int H = cfg.hidden, hd = cfg.head_dim, nh = cfg.n_heads, nkv = cfg.n_kv_heads;
   const int qd = nh * hd, kvd = nkv * hd, group = nh / nkv;
   const float scale = 1.0f / std::sqrt((float)hd);
@@ -130,7 +151,7 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
     row0.push_back((int)ids.size());
     for (size_t i = 0; i < c.tokens.size(); ++i) {
       ids.push_back(c.tokens[i]);
-      positions.push_back(pos_[c.slot] + (int)i);
+      positions.push_back(pool_.len(c.slot) + (int)i);
     }
   }
 
@@ -139,15 +160,16 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
   std::vector<float> attn((size_t)n_rows * qd);
   embed_tokens(*m_, ids.data(), n_rows, x.data());
 
-  // Attention work items: (chunk, head, row block) so long prefills split across threads.
+  // Attention work items: (chunk, kv head, row block) so long prefills split across threads;
+  // each gathers its kv head's cached keys/values once for the query heads of its group.
   struct Task {
-    int chunk, head, r0, rows;
+    int chunk, kv_head, r0, rows;
   };
   constexpr int kRowBlock = 64;
   std::vector<Task> tasks;
   for (int c = 0; c < (int)chunks.size(); ++c) {
     const int T = (int)chunks[c].tokens.size();
-    for (int h = 0; h < nh; ++h)
+    for (int h = 0; h < nkv; ++h)
       for (int r0 = 0; r0 < T; r0 += kRowBlock) tasks.push_back({c, h, r0, std::min(kRowBlock, T - r0)});
   }
 
@@ -159,30 +181,44 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
     linear_forward(b.v, xn.data(), n_rows, v.data());
     rope_.apply(q.data(), n_rows, nh, positions.data());
     rope_.apply(k.data(), n_rows, nkv, positions.data());
-    // Append k/v rows to each slot's cache.
+    // Append k/v rows to each slot's blocks.
     for (int c = 0; c < (int)chunks.size(); ++c) {
       const int slot = chunks[c].slot, T = (int)chunks[c].tokens.size();
+      const std::vector<int>& table = pool_.table(slot);
       for (int i = 0; i < T; ++i) {
         const size_t r = (size_t)row0[c] + i;
+        const int p = pool_.len(slot) + i;
         for (int h = 0; h < nkv; ++h) {
-          const size_t off = cache_.head_offset(l, slot, h) + (size_t)(pos_[slot] + i) * hd;
-          std::memcpy(cache_.k.data() + off, k.data() + r * kvd + (size_t)h * hd, hd * sizeof(float));
-          std::memcpy(cache_.v.data() + off, v.data() + r * kvd + (size_t)h * hd, hd * sizeof(float));
+          const size_t off = kv_offset(table[p / kBlockTokens], l, h) + (size_t)(p % kBlockTokens) * hd;
+          std::memcpy(k_.data() + off, k.data() + r * kvd + (size_t)h * hd, hd * sizeof(float));
+          std::memcpy(v_.data() + off, v.data() + r * kvd + (size_t)h * hd, hd * sizeof(float));
         }
       }
     }
 #pragma omp parallel if (tasks.size() > 1)
     {
-      std::vector<float> scores;
+      std::vector<float> scores, kc, vc;
 #pragma omp for schedule(dynamic, 1)
       for (size_t ti = 0; ti < tasks.size(); ++ti) {
         const Task& t = tasks[ti];
         const int slot = chunks[t.chunk].slot;
         const size_t r = (size_t)row0[t.chunk] + t.r0;
-        const size_t off = cache_.head_offset(l, slot, t.head / group);
-        cached_attention_head(q.data() + r * qd + (size_t)t.head * hd, qd, t.rows,
-                              pos_[slot] + t.r0, cache_.k.data() + off, cache_.v.data() + off, hd,
-                              scale, attn.data() + r * qd + (size_t)t.head * hd, scores);
+        const int p0 = pool_.len(slot) + t.r0;  // position of the task's first query
+        const int S = p0 + t.rows;              // keys the task's last query sees
+        // Gather positions [0, S) of this (layer, kv head) from the slot's blocks.
+        kc.resize((size_t)S * hd);
+        vc.resize((size_t)S * hd);
+        const std::vector<int>& table = pool_.table(slot);
+        for (int p = 0; p < S; p += kBlockTokens) {
+          const int n = std::min(kBlockTokens, S - p);
+          const size_t off = kv_offset(table[p / kBlockTokens], l, t.kv_head);
+          std::memcpy(kc.data() + (size_t)p * hd, k_.data() + off, (size_t)n * hd * sizeof(float));
+          std::memcpy(vc.data() + (size_t)p * hd, v_.data() + off, (size_t)n * hd * sizeof(float));
+        }
+        for (int head = t.kv_head * group; head < (t.kv_head + 1) * group; ++head)
+          cached_attention_head(q.data() + r * qd + (size_t)head * hd, qd, t.rows, p0, kc.data(),
+                                vc.data(), hd, scale, attn.data() + r * qd + (size_t)head * hd,
+                                scores);
       }
     }
     linear_forward(b.o, attn.data(), n_rows, tmp.data());
@@ -194,7 +230,7 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
 #pragma omp parallel for if (n > 65536)
     for (int64_t i = 0; i < n; ++i) x[i] += tmp[i];
   }
-  for (const SeqChunk& c : chunks) pos_[c.slot] += (int)c.tokens.size();
+  for (const SeqChunk& c : chunks) pool_.commit(c.slot, c.tokens);
 
   // Final norm + lm_head over the rows whose logits are wanted.
   std::vector<float> sel;

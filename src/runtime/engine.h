@@ -1,41 +1,33 @@
 // Incremental (KV-cached) and batched inference over a loaded Model.
 //
-// KV cache: allocated once for n_slots sequences of up to max_ctx tokens. For layer l, sequence
-// slot s and kv head h, keys and values of positions [0, max_ctx) are contiguous rows:
-//   k[l][s][h][pos][head_dim], v likewise (fp32, keys stored after RoPE).
-// A slot holds one sequence; its length (next position) is tracked by the engine.
-//
-// One forward step runs a list of chunks, each = (slot, tokens appended at the slot's current
-// position). The rows of all chunks are stacked: embedding, norms, every linear (q/k/v/o,
-// gate/up/down, lm_head) run once over all rows; RoPE uses each row's own position; attention
-// runs per chunk over that slot's cache (query i of a chunk at position p attends to [0, p]).
-// So a prefill is one chunk of many tokens, and batched decoding is many chunks of one token.
+// KV cache: paged (runtime/kv_pool.h). One pool of blocks of kBlockTokens positions, sized by
+// EngineOptions::kv_blocks; each sequence slot has a block table. Storage per block b, layer l,
+// kv head h: keys (after RoPE) and values of the block's positions are contiguous rows:
+//   k[b][l][h][kBlockTokens][head_dim], v likewise (fp32).
+// Attention gathers a slot's keys/values for one (layer, kv head) into a contiguous scratch and
+// runs the dense kernels over it. Full blocks are shared between slots through the prefix cache
+// (attach_prefix); a sequence's length (next position) is its committed token count.
 #pragma once
 #include <cstdint>
 #include <span>
 #include <vector>
 
 #include "core/status.h"
+#include "runtime/kv_pool.h"
 #include "model/forward.h"
 #include "model/weights.h"
 
 namespace awq {
 
-struct KvCache {
-  int n_layers = 0, n_slots = 0, n_kv_heads = 0, max_ctx = 0, head_dim = 0;
-  std::vector<float> k, v;  // [n_layers][n_slots][n_kv_heads][max_ctx][head_dim]
-
-  void allocate(const ModelConfig& cfg, int n_slots, int max_ctx);
-  size_t head_offset(int layer, int slot, int kv_head) const {
-    return ((((size_t)layer * n_slots + slot) * n_kv_heads + kv_head) * max_ctx) * head_dim;
-  }
-  size_t bytes() const { return (k.size() + v.size()) * sizeof(float); }
-};
-
 struct EngineOptions {
   int max_ctx = 2048;  // tokens per sequence slot
   int n_slots = 1;     // sequences that can be held at once
+  int kv_blocks = 0;   // blocks in the KV pool; 0 = enough for every slot at max_ctx
+  bool prefix_cache = true;  // register full blocks for reuse by attach_prefix
 };
+
+// Bytes of K/V storage one block of kBlockTokens positions takes for this model.
+size_t kv_block_bytes(const ModelConfig& cfg);
 
 // Tokens appended to one sequence slot in a forward step.
 struct SeqChunk {
@@ -60,20 +52,35 @@ class Engine {
   Status decode(std::span<const int> slots, std::span<const int32_t> tokens,
                 std::vector<float>& logits);
 
-  int pos(int slot) const { return pos_[slot]; }          // tokens held by the slot
-  void reset(int slot) { pos_[slot] = 0; }                 // forget the sequence
-  void truncate(int slot, int n) { pos_[slot] = std::min(pos_[slot], std::max(0, n)); }
-  int n_slots() const { return cache_.n_slots; }
-  int max_ctx() const { return cache_.max_ctx; }
+  int pos(int slot) const { return pool_.len(slot); }     // tokens held by the slot
+  void reset(int slot) { pool_.release(slot); }            // forget the sequence (frees blocks)
+  // Keep the first min(pos, n) tokens (fewer, at a block boundary, in the rare case that no
+  // block is free for the copy of a shared partial block: check pos()).
+  void truncate(int slot, int n);
+  // Empty slot: reuse the longest cached prefix of full blocks of `prompt` (never all of it);
+  // returns the tokens now held.
+  int attach_prefix(int slot, std::span<const int32_t> prompt) {
+    return pool_.attach_prefix(slot, prompt);
+  }
+  int n_slots() const { return pool_.n_slots(); }
+  int max_ctx() const { return max_ctx_; }
   int vocab() const { return m_->cfg.vocab; }
   const Model& model() const { return *m_; }
-  const KvCache& cache() const { return cache_; }
+  const KvPool& kv() const { return pool_; }
+  KvStats kv_stats() const { return pool_.stats(); }
+  bool kv_full() const { return kv_full_; }  // the last forward failed for lack of KV blocks
+  size_t kv_bytes() const { return (k_.size() + v_.size()) * sizeof(float); }
 
  private:
+  size_t kv_offset(int block, int layer, int kv_head) const {
+    return (((size_t)block * n_layers_ + layer) * n_kv_heads_ + kv_head) * kBlockTokens * head_dim_;
+  }
   const Model* m_ = nullptr;
-  KvCache cache_;
+  int max_ctx_ = 0, n_layers_ = 0, n_kv_heads_ = 0, head_dim_ = 0;
+  KvPool pool_;
+  std::vector<float> k_, v_;  // [kv_blocks][n_layers][n_kv_heads][kBlockTokens][head_dim]
+  bool kv_full_ = false;
   Rope rope_;               // tables for positions [0, max_ctx)
-  std::vector<int> pos_;    // per slot
 };
 
 // Weight bytes read per decode step (one token of one sequence): packed W4 bytes or fp32

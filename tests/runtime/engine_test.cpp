@@ -495,3 +495,64 @@ TEST(SmolLM2, Q8LmHeadCloseToFp32LmHead) {
   if (!dir) GTEST_SKIP() << "AWQ_SMOLLM2_DIR not set";
   check_q8_head_against_unquantized(dir, /*file_head_f16=*/false);
 }
+
+// ---- paged KV cache (runtime/kv_pool.h) ----
+
+TEST(EnginePaged, PrefixCacheHitMatchesColdPrefill) {
+  const Model m = tiny_model(11);
+  const int V = m.cfg.vocab;
+  const auto toks = rand_tokens(45, V, 21);
+  const auto ref = full_logits(m, toks);
+  auto e = Engine::create(m, {.max_ctx = 64, .n_slots = 2});
+  ASSERT_TRUE(e.ok());
+  std::vector<float> lg;
+  ASSERT_TRUE(e->prefill(0, toks, lg).ok());
+  e->reset(0);
+  EXPECT_EQ(e->kv_stats().used, 0);
+  EXPECT_EQ(e->kv_stats().cached, 2);  // the two full blocks of the released sequence
+  ASSERT_EQ(e->attach_prefix(1, toks), 32);
+  EXPECT_EQ(e->pos(1), 32);
+  ASSERT_TRUE(e->prefill(1, std::span(toks.data() + 32, toks.size() - 32), lg).ok());
+  expect_rows_close(lg.data(), ref.data() + (size_t)44 * V, V, 2e-5, "prefix hit", 44);
+}
+
+TEST(EnginePaged, WritesAfterTruncateDoNotTouchSharedBlocks) {
+  const Model m = tiny_model(12);
+  const int V = m.cfg.vocab;
+  const auto toks = rand_tokens(40, V, 22);
+  const auto ref = full_logits(m, toks);
+  auto e = Engine::create(m, {.max_ctx = 64, .n_slots = 2});
+  ASSERT_TRUE(e.ok());
+  std::vector<float> lg;
+  ASSERT_TRUE(e->prefill(0, toks, lg).ok());
+  ASSERT_EQ(e->attach_prefix(1, toks), 32);  // shares slot 0's two full blocks
+  // slot 0 rewrites positions [20, 40) with other tokens: block 1 must be copied, not written
+  e->truncate(0, 20);
+  EXPECT_EQ(e->pos(0), 20);
+  const auto other = rand_tokens(20, V, 23);
+  ASSERT_TRUE(e->prefill(0, other, lg).ok());
+  ASSERT_TRUE(e->prefill(1, std::span(toks.data() + 32, 8), lg).ok());
+  expect_rows_close(lg.data(), ref.data() + (size_t)39 * V, V, 2e-5, "shared after truncate", 39);
+}
+
+TEST(EnginePaged, FullPoolIsAnErrorThatChangesNothing) {
+  const Model m = tiny_model(13);
+  auto e = Engine::create(m, {.max_ctx = 64, .n_slots = 3, .kv_blocks = 3});
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->kv_bytes(), 3 * kv_block_bytes(m.cfg));  // memory follows the budget, not slots x ctx
+  const auto toks = rand_tokens(20, m.cfg.vocab, 24);
+  std::vector<float> lg;
+  ASSERT_TRUE(e->prefill(0, toks, lg).ok());  // 2 blocks
+  EXPECT_EQ(e->kv_stats().used, 2);
+  const Status s = e->prefill(1, toks, lg);
+  EXPECT_FALSE(s.ok());
+  EXPECT_TRUE(e->kv_full());
+  EXPECT_NE(s.message().find("KV cache full"), std::string::npos) << s.message();
+  EXPECT_EQ(e->pos(1), 0);
+  EXPECT_EQ(e->kv_stats().used, 2);
+  ASSERT_TRUE(e->prefill(1, std::span(toks.data(), 10), lg).ok());  // one block still fits
+  EXPECT_FALSE(e->kv_full());
+  e->reset(0);
+  e->reset(1);
+  EXPECT_EQ(e->kv_stats().used, 0);
+}
