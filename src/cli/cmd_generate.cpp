@@ -5,6 +5,9 @@
 #include "cli/command.h"
 #include "cli/gen_common.h"
 #include "core/threads.h"
+#include "kernels/w4.h"
+
+#include <climits>
 
 namespace awq::cli {
 namespace {
@@ -14,7 +17,7 @@ struct GenArgs {
   int n = 128, ctx = 2048, threads = 0;
   SamplingArgs sampling;
   std::vector<std::string> stops;
-  bool chat = false, no_w4 = false;
+  bool chat = false, no_w4 = false, batch_invariant = false;
 };
 
 int run_generate(const GenArgs& a) {
@@ -44,7 +47,8 @@ int run_generate(const GenArgs& a) {
       if (t >= model->cfg.vocab)
         return fail("prompt token id " + std::to_string(t) + " is outside the model vocabulary (" +
                     std::to_string(model->cfg.vocab) + "): tokenizer and model do not match");
-  auto eng = Engine::create(*model, {.max_ctx = a.ctx, .n_slots = 1});
+  if (a.batch_invariant) w4_set_decode_max_m(INT_MAX);
+  auto eng = Engine::create(*model, {.max_ctx = a.ctx, .n_slots = 1, .batch_invariant = a.batch_invariant});
   if (!eng) return fail(eng.error());
   const auto eos_v = tok->eos_ids();
   const std::unordered_set<int32_t> eos(eos_v.begin(), eos_v.end());
@@ -69,6 +73,8 @@ Register reg("generate", "generate text from a prompt (streamed)", [](CLI::App& 
   sub.add_option("--stop", a->stops, "stop when this string is produced (repeatable)");
   sub.add_flag("--chat", a->chat, "wrap the prompt as a user turn with the chat template");
   sub.add_flag("--no-w4", a->no_w4, "AWQ checkpoints: dequantize to fp32 instead of W4 kernels");
+  sub.add_flag("--batch-invariant", a->batch_invariant,
+               "compute rows as `awq serve` does (same tokens as through the server)");
   return [a]() { return run_generate(*a); };
 });
 

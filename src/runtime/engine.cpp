@@ -38,6 +38,7 @@ Expected<Engine> Engine::create(const Model& m, const EngineOptions& opt) {
   e.n_layers_ = m.cfg.n_layers;
   e.n_kv_heads_ = m.cfg.n_kv_heads;
   e.head_dim_ = m.cfg.head_dim;
+  e.batch_invariant_ = opt.batch_invariant;
   e.pool_ = KvPool((int)n_blocks, opt.n_slots, opt.prefix_cache);
   const size_t n = (size_t)n_blocks * kv_block_bytes(m.cfg) / (2 * sizeof(float));
   e.k_.assign(n, 0.0f);
@@ -61,10 +62,11 @@ namespace {
 // kc/vc: [max_ctx][hd] for this (layer, slot, kv head). out rows have stride q_stride.
 void cached_attention_head(const float* q, int q_stride, int rows, int p0, const float* kc,
                            const float* vc, int hd, float scale, float* out,
-                           std::vector<float>& scores) {
+                           std::vector<float>& scores, bool allow_gemm) {
   const int S = p0 + rows;  // keys visible to the last row
   scores.resize((size_t)rows * S);
-  if (rows >= 8) {
+  const bool gemm = allow_gemm && rows >= 8;
+  if (gemm) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, S, hd, scale, q, q_stride, kc, hd,
                 0.0f, scores.data(), S);
   } else {
@@ -85,7 +87,7 @@ void cached_attention_head(const float* q, int q_stride, int rows, int p0, const
     float* sr = scores.data() + (size_t)i * S;
     softmax_row(sr, p0 + i + 1, S);
   }
-  if (rows >= 8) {
+  if (gemm) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, S, 1.0f, scores.data(), S, vc,
                 hd, 0.0f, out, q_stride);
   } else {
@@ -218,7 +220,7 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
         for (int head = t.kv_head * group; head < (t.kv_head + 1) * group; ++head)
           cached_attention_head(q.data() + r * qd + (size_t)head * hd, qd, t.rows, p0, kc.data(),
                                 vc.data(), hd, scale, attn.data() + r * qd + (size_t)head * hd,
-                                scores);
+                                scores, !batch_invariant_);
       }
     }
     linear_forward(b.o, attn.data(), n_rows, tmp.data());
@@ -248,7 +250,11 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
   std::vector<float> hn((size_t)n_out * H);
   rms_norm(hrows, m_->final_norm.data(), n_out, H, cfg.rms_eps, hn.data());
   logits.resize((size_t)n_out * cfg.vocab);
-  lm_head_decode(*m_, hn.data(), n_out, logits.data());
+  // batch-invariant: groups of <= 16 rows keep the lm_head on its decode path (8-bit head)
+  const int64_t group_rows = batch_invariant_ ? 16 : n_out;
+  for (int64_t r0 = 0; r0 < n_out; r0 += group_rows)
+    lm_head_decode(*m_, hn.data() + (size_t)r0 * H, std::min(group_rows, n_out - r0),
+                   logits.data() + (size_t)r0 * cfg.vocab);
   return Status::Ok();
 }
 

@@ -24,6 +24,11 @@ struct EngineOptions {
   int n_slots = 1;     // sequences that can be held at once
   int kv_blocks = 0;   // blocks in the KV pool; 0 = enough for every slot at max_ctx
   bool prefix_cache = true;  // register full blocks for reuse by attach_prefix
+  // Compute every row the same way whatever else is in the step (how many rows, how a prompt
+  // is chunked, what is cached): attention by the per-row path and the lm_head in groups of at
+  // most 16 rows. With w4_set_decode_max_m(INT_MAX) (W4 linears on the row-wise decode kernel
+  // for any M) a sequence's tokens then do not depend on batching. Used by `awq serve`.
+  bool batch_invariant = false;
 };
 
 // Bytes of K/V storage one block of kBlockTokens positions takes for this model.
@@ -80,6 +85,7 @@ class Engine {
   KvPool pool_;
   std::vector<float> k_, v_;  // [kv_blocks][n_layers][n_kv_heads][kBlockTokens][head_dim]
   bool kv_full_ = false;
+  bool batch_invariant_ = false;
   Rope rope_;               // tables for positions [0, max_ctx)
 };
 
