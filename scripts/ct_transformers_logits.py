@@ -68,6 +68,10 @@ def main():
     model = AutoModelForCausalLM.from_pretrained(ckpt, dtype=torch.float32,
                                                  attn_implementation="eager")
     model.eval()
+    V = model.config.vocab_size
+    sel = np.arange(0, V, 97, dtype=np.int32)
+    # compressed-tensors keeps the model compressed until the first forward (a decompress hook).
+    loaded = run(model, tok, sel)
     exact = exact_weights(ckpt, w["num_bits"], w["symmetric"])
     mods = dict(model.named_modules())
     for p, we in exact.items():
@@ -77,9 +81,6 @@ def main():
                   f"max diff {(lw.float() - we.half().float()).abs().max().item()}")
             return 1
     print(f"Transformers loaded {len(exact)} quantized linears: weights == fp16((q - z) * s)")
-    V = model.config.vocab_size
-    sel = np.arange(0, V, 97, dtype=np.int32)
-    loaded = run(model, tok, sel)
     for p, we in exact.items():
         mods[p].weight.data.copy_(we)
     exact_run = run(model, tok, sel)
