@@ -96,6 +96,7 @@ nlohmann::json options_fingerprint(const QuantizeOptions& o, const CalibBlocks& 
       {"--zero-point", s.q.zero_point},
       {"--modules-to-not-convert", o.modules_to_not_convert},
       {"--threads", num_threads()},  // OpenMP reductions and BLAS splits follow the thread count
+      {"--format", o.format == CheckpointFormat::AutoAwq ? "autoawq" : "compressed-tensors"},
       {"input", std::move(input)},
   };
   if (o.method == QuantizeOptions::Method::Awq) {
@@ -212,7 +213,7 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
   QuantizeReport rep;
   AWQ_ASSIGN(ModelConfig cfg, load_model_config(model_dir));
   if (cfg.quant.present)
-    return make_error(model_dir, "/config.json: the model is already quantized (quant_method awq)");
+    return make_error(model_dir, "/config.json: the model is already quantized (quantization_config present)");
   const QuantConfig& qc = opt.search.q;
   {
     const int ks[3] = {cfg.hidden, cfg.n_heads * cfg.head_dim, cfg.intermediate};
@@ -278,7 +279,8 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
                  resume.dir().c_str());
   }
   AWQ_ASSIGN(AwqCheckpointWriter writer,
-             AwqCheckpointWriter::create(out_dir, qc, opt.overwrite, opt.max_shard_bytes));
+             AwqCheckpointWriter::create(out_dir, qc, opt.overwrite, opt.max_shard_bytes,
+                                         opt.format));
   // The writer calls of the current block, kept for the resume state.
   BlockRecordedTensors recorded;
   const bool keep_state = opt.resume_state;
@@ -605,7 +607,8 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
       auto ql = quantize_linear(l.weight.data(), l.out, l.in, qc);
       if (!ql) return make_error(prefix, ": ", ql.error().message);
       AWQ_TRY(add_quantized(prefix, std::move(*ql), l.bias.empty() ? nullptr : l.bias.data()));
-      if (layer == 0) {  // every block has the same shapes: check vLLM loadability once
+      // every block has the same shapes: check vLLM loadability (awq kernels) once
+      if (layer == 0 && opt.format == CheckpointFormat::AutoAwq) {
         const bool row_parallel = n == "o_proj" || n == "down_proj";
         for (auto& w : vllm_tp_warnings(prefix, l.in, l.out, qc, row_parallel)) {
           if (w.find("awq_marlin falls back") != std::string::npos) ++marlin_fallbacks;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "quant/awq_checkpoint.h"
 #include "quant/awq_search.h"
 
 namespace awq {
@@ -32,6 +33,7 @@ struct QuantizeOptions {
   bool clip_aware_search = true;
   std::vector<std::string> modules_to_not_convert;
   bool overwrite = false;
+  CheckpointFormat format = CheckpointFormat::AutoAwq;  // --format (docs/FORMAT.md)
   bool progress = true;
   size_t max_shard_bytes = size_t(2) << 30;
   // Resume (quant/resume.h): after every block, save the state in OUT_DIR.resume (default);
