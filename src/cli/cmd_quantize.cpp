@@ -1,16 +1,15 @@
 // awq quantize MODEL OUT_DIR: AWQ (or RTN) quantization to an AutoAWQ GEMM checkpoint.
-#include <csignal>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "core/cancel.h"
 #include "core/threads.h"
 #include "quant/quantize.h"
 
 namespace awq::cli {
 namespace {
 
-std::atomic<bool> g_cancel{false};
 // An on/off flag pair --NAME / --no-NAME with the real default in --help. (CLI11's
 // "--x,!--no-x" spelling prints "{false}" beside every such flag, the value --no-x sets, which
 // reads as "off" for flags that are on by default.)
@@ -20,14 +19,13 @@ void on_off_flag(CLI::App& sub, const std::string& name, bool& v, const std::str
                         desc + (def ? " (default: on)" : " (default: off)"));
   sub.add_flag_function("--no-" + name, [&v](int64_t) { v = false; }, "turn --" + name + " off");
 }
-extern "C" void on_sigint(int) { g_cancel.store(true); }
 
 struct QArgs {
   std::string model, out, method = "awq", calib, format = "autoawq", report, clip = "joint";
   int w_bit = 4, group_size = 128, n_samples = 128, seqlen = 512, threads = 0, search_blocks = 16;
   bool clip_aware = true;
   bool zero_point = true, no_clip = false, no_duo = false, overwrite = false;
-  bool gram_loss = true, gqa_o_scale = false;
+  bool gram_loss = true, gqa_o_scale = false, resume = false, resume_state = true;
   std::vector<std::string> not_convert;
 };
 
@@ -59,11 +57,10 @@ int run_quantize(const QArgs& a) {
   o.gqa_o_scaling = a.gqa_o_scale;
   o.modules_to_not_convert = a.not_convert;
   o.overwrite = a.overwrite;
-  o.cancel = &g_cancel;
-  std::signal(SIGINT, on_sigint);
-  std::signal(SIGTERM, on_sigint);
+  o.resume = a.resume;
+  o.resume_state = a.resume_state;
+  install_cancel_handlers();  // SIGINT/SIGTERM: stop within a second or two, no output left
   auto r = quantize_model(a.model, a.out, o);
-  std::signal(SIGINT, SIG_DFL);
   if (!r) return fail(r.error());
   for (const auto& w : r->warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
   std::printf("wrote %s (%s w%d g%d%s) in %.1f s; calibration %d blocks x %d tokens\n",
@@ -131,6 +128,12 @@ Register reg("quantize", "quantize a model (HF dir or .gguf) to an AutoAWQ or co
   sub.add_option("--format", a->format, "checkpoint format: autoawq (AutoAWQ GEMM; 4-bit zero-point only) or compressed-tensors (llm-compressor pack-quantized; 2..8 bits, zero point or symmetric)")->capture_default_str();
   sub.add_option("--report", a->report, "write a JSON report (chosen ratios, losses)");
   sub.add_flag("--overwrite", a->overwrite, "replace OUT_DIR if it exists");
+  sub.add_flag("--resume", a->resume,
+               "continue an interrupted or killed run from its last completed block (same "
+               "arguments; the saved state is OUT_DIR.resume)");
+  on_off_flag(sub, "resume-state", a->resume_state,
+              "save the state after every block in OUT_DIR.resume so that --resume can continue "
+              "the run (removed when the run completes)");
   return [a]() { return run_quantize(*a); };
 });
 
