@@ -19,6 +19,9 @@ def main():
     ap.add_argument("--protocol", default="autoawq")
     ap.add_argument("--max-windows", type=int, default=-1)
     ap.add_argument("--rel-tol", type=float, default=1e-4)
+    ap.add_argument("--reference-cmd", default="",
+                    help="reference command taking MODEL TEXT + protocol options (default: "
+                         "python3 scripts/hf_ppl.py)")
     ap.add_argument("--ct-decompress", action="store_true",
                     help="reference: compressed-tensors' own decompressor (hf_ppl.py --ct-decompress)")
     a = ap.parse_args()
@@ -29,8 +32,8 @@ def main():
     try:
         ours = json.loads(subprocess.run([a.awq, "ppl", a.model, a.text, "--json"] + common,
                                          check=True, capture_output=True, text=True).stdout)
-        theirs = json.loads(subprocess.run([sys.executable, os.path.join(here, "hf_ppl.py"),
-                                            a.model, a.text] + common +
+        ref = a.reference_cmd.split() or [sys.executable, os.path.join(here, "hf_ppl.py")]
+        theirs = json.loads(subprocess.run(ref + [a.model, a.text] + common +
                                            (["--ct-decompress"] if a.ct_decompress else []),
                                            check=True,
                                            capture_output=True, text=True).stdout)

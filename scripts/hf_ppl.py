@@ -5,8 +5,8 @@ Usage: hf_ppl.py MODEL_DIR_OR_GGUF TEXT_FILE [--ctx 2048] [--protocol autoawq|ll
                  [--max-windows N] [--threads N] [--ct-decompress]
 MODEL: an HF directory, or a .gguf file (Transformers dequantizes it to fp32).
 --ct-decompress: a compressed-tensors checkpoint whose weights the compressed-tensors library
-  decompresses itself (PackedQuantizationCompressor.decompress, per module) into the fp32 HF
-  model, instead of Transformers' from_pretrained path (which cannot load asymmetric
+  decompresses itself (PackedQuantizationCompressor.decompress, per module, scales in fp32 as a
+  float32 Transformers model holds them) into the fp32 HF model, instead of Transformers' from_pretrained path (which cannot load asymmetric
   pack-quantized checkpoints with Transformers 5.24 + compressed-tensors 0.20.1: the zero point
   is allocated unpacked, "weight_zero_point ... MISMATCH"; docs/FORMAT.md).
 Prints one JSON line: ppl, tokens_scored, windows, protocol.
@@ -38,6 +38,9 @@ def load_ct_decompressed(model_path):
         if k.endswith(".weight_packed"):
             p = k[: -len(".weight_packed")]
             part = {n[len(p) + 1:]: x for n, x in t.items() if n.startswith(p + ".weight_")}
+            # The scales as Transformers holds them in a float32 model (fp32 parameters): the
+            # library then dequantizes in fp32, (q - z) * s exactly, as from_pretrained does.
+            part["weight_scale"] = part["weight_scale"].float()
             sd[p + ".weight"] = PackedQuantizationCompressor.decompress(part, scheme)["weight"]
         elif not any(k.endswith(s) for s in (".weight_scale", ".weight_zero_point", ".weight_shape")):
             sd[k] = v
