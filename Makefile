@@ -7,8 +7,8 @@ GGUF := $(MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf
 FP_DIR := $(MODELS)/smollm2-fp32
 APT_PKGS := cmake g++ make pkg-config nlohmann-json3-dev libcli11-dev libpcre2-dev \
             libopenblas-openmp-dev libgtest-dev libgmock-dev libbenchmark-dev python3-pip time ccache \
-            libcpp-httplib-dev
-PY_PKGS := numpy safetensors openai
+            libcpp-httplib-dev chromium chromium-driver
+PY_PKGS := numpy safetensors openai selenium
 
 
 .PHONY: py-ref test-formats check-autoawq
@@ -20,7 +20,7 @@ deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "apt-get install:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
-	@python3 -c "import numpy, safetensors, openai" 2>/dev/null || python3 -m pip install -q $(PY_PKGS)
+	@python3 -c "import numpy, safetensors, openai, selenium" 2>/dev/null || python3 -m pip install -q $(PY_PKGS)
 
 # ccache (when installed) shares object files between build folders and worktrees.
 CCACHE := $(shell command -v ccache 2>/dev/null)

@@ -10,6 +10,9 @@
 
 #include "server/metrics.h"
 
+extern "C" const unsigned char awq_web_index_html[];
+extern "C" const unsigned long awq_web_index_html_size;
+
 namespace awq::server {
 
 using nlohmann::json;
@@ -419,7 +422,8 @@ struct Server::Impl {
     const int nthreads = std::max(4, opt.http_threads);
     svr.new_task_queue = [nthreads] { return new httplib::ThreadPool(nthreads); };
     svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-      if (opt.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
+      // the chat page itself holds no data (the key is typed into the page), like /health
+      if (opt.api_key.empty() || req.path == "/health" || req.path == "/") return httplib::Server::HandlerResponse::Unhandled;
       if (req.get_header_value("Authorization") == "Bearer " + opt.api_key)
         return httplib::Server::HandlerResponse::Unhandled;
       send_error(res, make_api_error(401, "invalid or missing API key (Authorization: Bearer <key>)",
@@ -482,7 +486,9 @@ struct Server::Impl {
       res.set_content(metrics_text(), "text/plain; version=0.0.4");
     });
     svr.Get("/", [](const httplib::Request&, httplib::Response& res) {
-      res.set_content("awq serve: OpenAI-compatible API under /v1 (chat page not built yet)\n", "text/plain");
+      // src/server/web/index.html, compiled in by cmake/embed.cmake (no files needed at run time)
+      res.set_content(reinterpret_cast<const char*>(awq_web_index_html), awq_web_index_html_size,
+                      "text/html; charset=utf-8");
     });
     svr.Post("/v1/completions", [this](const httplib::Request& q, httplib::Response& r) { handle_generate(q, r, false); });
     svr.Post("/v1/chat/completions", [this](const httplib::Request& q, httplib::Response& r) { handle_generate(q, r, true); });
