@@ -116,13 +116,15 @@ test: build fp-model $(RTN_DIR)/config.json py-ref $(CT_LOGITS)
 	  ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
 	$(MAKE) --no-print-directory test-formats
 
-# Unit tests under ASan + UBSan.
+# Unit tests under ASan + UBSan. The signal/SIGKILL tests of a quantize child process
+# (QuantizeCancel, QuantizeResume) check the child's exit code, which LeakSanitizer's exit report
+# would change: they run in `make test` (Release) only.
 sanitize: deps
 	cmake -S . -B build-asan $(LAUNCHER) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAWQ_SANITIZE=ON -DAWQ_BENCH=OFF >/dev/null
 	cmake --build build-asan -j$(JOBS)
 	AWQ_WIKITEXT=$(abspath ../shared/data/wikitext-2-raw/wiki.test.raw) ASAN_OPTIONS=detect_leaks=1 \
 	OMP_WAIT_POLICY=passive \
-	  ctest --test-dir build-asan --output-on-failure -j$(JOBS)
+	  ctest --test-dir build-asan --output-on-failure -j$(JOBS) -E 'QuantizeCancel|QuantizeResume'
 
 demo: build fp-model
 	bash scripts/demo.sh
