@@ -57,15 +57,30 @@ void Engine::truncate(int slot, int n) {
 
 namespace {
 
+// Cached keys/values of one (layer, slot, kv head): row j of keys is
+// k + table[j / kBlockTokens] * block_stride + (j % kBlockTokens) * hd (values likewise), or
+// k + j * hd when table is null (rows gathered into a contiguous buffer).
+struct KvRows {
+  const float *k, *v;
+  const int* table;     // the slot's block table, or null
+  size_t block_stride;  // floats between consecutive pool blocks
+  int hd;
+  size_t off(int j) const {
+    return table ? (size_t)table[j / kBlockTokens] * block_stride + (size_t)(j % kBlockTokens) * hd
+                 : (size_t)j * hd;
+  }
+};
+
 // Attention of `rows` queries of one head against the cached keys/values of one kv head.
 // q rows have stride q_stride; query i sits at position p0 + i and sees keys [0, p0 + i].
-// kc/vc: [max_ctx][hd] for this (layer, slot, kv head). out rows have stride q_stride.
-void cached_attention_head(const float* q, int q_stride, int rows, int p0, const float* kc,
-                           const float* vc, int hd, float scale, float* out,
-                           std::vector<float>& scores, bool allow_gemm) {
+// gemm (BLAS over all rows at once) needs contiguous kv (kv.table null). out rows have stride
+// q_stride.
+void cached_attention_head(const float* q, int q_stride, int rows, int p0, const KvRows& kv,
+                           float scale, float* out, std::vector<float>& scores, bool gemm) {
   const int S = p0 + rows;  // keys visible to the last row
+  const int hd = kv.hd;
+  const float *kc = kv.k, *vc = kv.v;
   scores.resize((size_t)rows * S);
-  const bool gemm = allow_gemm && rows >= 8;
   if (gemm) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, S, hd, scale, q, q_stride, kc, hd,
                 0.0f, scores.data(), S);
@@ -75,7 +90,7 @@ void cached_attention_head(const float* q, int q_stride, int rows, int p0, const
       float* sr = scores.data() + (size_t)i * S;
       const int n_vis = p0 + i + 1;
       for (int j = 0; j < n_vis; ++j) {
-        const float* kj = kc + (size_t)j * hd;
+        const float* kj = kc + kv.off(j);
         float d = 0.0f;
 #pragma omp simd reduction(+ : d)
         for (int e = 0; e < hd; ++e) d += qi[e] * kj[e];
@@ -98,7 +113,7 @@ void cached_attention_head(const float* q, int q_stride, int rows, int p0, const
       const int n_vis = p0 + i + 1;
       for (int j = 0; j < n_vis; ++j) {
         const float p = sr[j];
-        const float* vj = vc + (size_t)j * hd;
+        const float* vj = vc + kv.off(j);
 #pragma omp simd
         for (int e = 0; e < hd; ++e) o[e] += p * vj[e];
       }
@@ -207,20 +222,26 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
         const size_t r = (size_t)row0[t.chunk] + t.r0;
         const int p0 = pool_.len(slot) + t.r0;  // position of the task's first query
         const int S = p0 + t.rows;              // keys the task's last query sees
-        // Gather positions [0, S) of this (layer, kv head) from the slot's blocks.
-        kc.resize((size_t)S * hd);
-        vc.resize((size_t)S * hd);
         const std::vector<int>& table = pool_.table(slot);
-        for (int p = 0; p < S; p += kBlockTokens) {
-          const int n = std::min(kBlockTokens, S - p);
-          const size_t off = kv_offset(table[p / kBlockTokens], l, t.kv_head);
-          std::memcpy(kc.data() + (size_t)p * hd, k_.data() + off, (size_t)n * hd * sizeof(float));
-          std::memcpy(vc.data() + (size_t)p * hd, v_.data() + off, (size_t)n * hd * sizeof(float));
+        const bool gemm = !batch_invariant_ && t.rows >= 8;
+        const size_t base = kv_offset(0, l, t.kv_head);
+        KvRows kv{k_.data() + base, v_.data() + base, table.data(), kv_offset(1, 0, 0), hd};
+        if (gemm) {
+          // BLAS wants contiguous rows: gather positions [0, S) from the slot's blocks. The
+          // row-wise path (decode) reads the blocks in place instead.
+          kc.resize((size_t)S * hd);
+          vc.resize((size_t)S * hd);
+          for (int p = 0; p < S; p += kBlockTokens) {
+            const int n = std::min(kBlockTokens, S - p);
+            const size_t off = kv_offset(table[p / kBlockTokens], l, t.kv_head);
+            std::memcpy(kc.data() + (size_t)p * hd, k_.data() + off, (size_t)n * hd * sizeof(float));
+            std::memcpy(vc.data() + (size_t)p * hd, v_.data() + off, (size_t)n * hd * sizeof(float));
+          }
+          kv = KvRows{kc.data(), vc.data(), nullptr, 0, hd};
         }
         for (int head = t.kv_head * group; head < (t.kv_head + 1) * group; ++head)
-          cached_attention_head(q.data() + r * qd + (size_t)head * hd, qd, t.rows, p0, kc.data(),
-                                vc.data(), hd, scale, attn.data() + r * qd + (size_t)head * hd,
-                                scores, !batch_invariant_);
+          cached_attention_head(q.data() + r * qd + (size_t)head * hd, qd, t.rows, p0, kv, scale,
+                                attn.data() + r * qd + (size_t)head * hd, scores, gemm);
       }
     }
     linear_forward(b.o, attn.data(), n_rows, tmp.data());
