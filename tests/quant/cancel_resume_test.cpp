@@ -22,6 +22,7 @@
 #include "core/cancel.h"
 #include "io/safetensors.h"
 #include "quant/quantize.h"
+#include "common/tiny_llama_dir.h"
 
 extern char** environ;
 
@@ -46,48 +47,15 @@ const fs::path kAwq = fs::path(AWQ_BINARY_DIR) / "awq";
 // A random Llama with `layers` blocks (GQA 4/2 heads of 32, hidden 128, FFN 384) and the
 // tiny_llama3 tokenizer: a few seconds of AWQ with the options below, several blocks to stop in.
 fs::path make_model(const fs::path& dir, int layers, unsigned seed = 11) {
-  fs::create_directories(dir);
-  const int H = 128, I = 384, V = 704, NH = 4, NKV = 2, HD = 32;
-  std::ofstream(dir / "config.json")
-      << "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"hidden_size\": "
-      << H << ", \"intermediate_size\": " << I << ", \"num_hidden_layers\": " << layers
-      << ", \"num_attention_heads\": " << NH << ", \"num_key_value_heads\": " << NKV
-      << ", \"vocab_size\": " << V
-      << ", \"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, \"tie_word_embeddings\": true, "
-         "\"max_position_embeddings\": 512}";
-  fs::copy_file(fs::path(AWQ_SOURCE_DIR) / "tests/fixtures/tokenizer/tiny_llama3/tokenizer.json",
-                dir / "tokenizer.json", fs::copy_options::overwrite_existing);
-  std::mt19937 g(seed);
-  std::normal_distribution<float> d(0.0f, 0.1f);
-  auto rnd = [&](size_t n) {
-    std::vector<float> v(n);
-    for (auto& x : v) x = d(g);
-    return v;
-  };
-  SafeTensorsWriter w(dir.string());
-  auto embed = rnd((size_t)V * H);
-  for (int t = 0; t < V; ++t) embed[(size_t)t * H + 5] *= 20.0f;  // a salient channel
-  EXPECT_TRUE(w.add_f32("model.embed_tokens.weight", DType::F32, {V, H}, embed.data()).ok());
-  std::vector<float> ones(H, 1.0f);
-  EXPECT_TRUE(w.add_f32("model.norm.weight", DType::F32, {H}, ones.data()).ok());
-  for (int l = 0; l < layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    EXPECT_TRUE(w.add_f32(p + "input_layernorm.weight", DType::F32, {H}, ones.data()).ok());
-    EXPECT_TRUE(w.add_f32(p + "post_attention_layernorm.weight", DType::F32, {H}, ones.data()).ok());
-    auto lin = [&](const std::string& n, int out, int in) {
-      auto v = rnd((size_t)out * in);
-      EXPECT_TRUE(w.add_f32(p + n + ".weight", DType::F32, {out, in}, v.data()).ok());
-    };
-    lin("self_attn.q_proj", NH * HD, H);
-    lin("self_attn.k_proj", NKV * HD, H);
-    lin("self_attn.v_proj", NKV * HD, H);
-    lin("self_attn.o_proj", H, NH * HD);
-    lin("mlp.gate_proj", I, H);
-    lin("mlp.up_proj", I, H);
-    lin("mlp.down_proj", H, I);
-  }
-  EXPECT_TRUE(w.finish().ok());
-  return dir;
+  awq::test::TinyLlamaShape s;
+  s.hidden = 128;
+  s.intermediate = 384;
+  s.layers = layers;
+  s.head_dim = 32;
+  s.seed = seed;
+  s.salient_channel = 5;
+  s.salient_factor = 20.0f;
+  return awq::test::write_tiny_llama_dir(dir, s);
 }
 
 fs::path make_calib(const fs::path& p) {

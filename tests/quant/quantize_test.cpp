@@ -11,6 +11,7 @@
 #include "io/safetensors.h"
 #include "model/forward.h"
 #include "quant/quantize.h"
+#include "common/tiny_llama_dir.h"
 
 using namespace awq;
 namespace fs = std::filesystem;
@@ -32,46 +33,9 @@ void write_text(const fs::path& p, const std::string& s) { std::ofstream(p) << s
 // Tiny Llama (GQA 4/2 heads, hidden 64, intermediate 128, 2 layers) with the tiny_llama3
 // tokenizer (vocab 704). Channel 3 of the residual stream carries large activations.
 fs::path make_tiny_model(const fs::path& dir, const std::string& arch = "LlamaForCausalLM") {
-  fs::create_directories(dir);
-  const int H = 64, I = 128, L = 2, V = 704, NH = 4, NKV = 2, HD = 16;
-  write_text(dir / "config.json",
-             "{\"architectures\": [\"" + arch + "\"], \"model_type\": \"llama\", \"hidden_size\": 64,"
-             " \"intermediate_size\": 128, \"num_hidden_layers\": 2, \"num_attention_heads\": 4,"
-             " \"num_key_value_heads\": 2, \"vocab_size\": 704, \"rms_norm_eps\": 1e-5,"
-             " \"rope_theta\": 10000.0, \"tie_word_embeddings\": true, \"max_position_embeddings\": 512}");
-  fs::copy_file(fs::path(AWQ_SOURCE_DIR) / "tests/fixtures/tokenizer/tiny_llama3/tokenizer.json",
-                dir / "tokenizer.json", fs::copy_options::overwrite_existing);
-  std::mt19937 g(5);
-  std::normal_distribution<float> d(0.0f, 0.1f);
-  auto rnd = [&](size_t n, float scale = 1.0f) {
-    std::vector<float> v(n);
-    for (auto& x : v) x = d(g) * scale;
-    return v;
-  };
-  SafeTensorsWriter w(dir.string());
-  auto embed = rnd((size_t)V * H);
-  for (int t = 0; t < V; ++t) embed[(size_t)t * H + 3] *= 30.0f;  // salient channel
-  EXPECT_TRUE(w.add_f32("model.embed_tokens.weight", DType::F32, {V, H}, embed.data()).ok());
-  std::vector<float> ones(H, 1.0f);
-  EXPECT_TRUE(w.add_f32("model.norm.weight", DType::F32, {H}, ones.data()).ok());
-  for (int l = 0; l < L; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    EXPECT_TRUE(w.add_f32(p + "input_layernorm.weight", DType::F32, {H}, ones.data()).ok());
-    EXPECT_TRUE(w.add_f32(p + "post_attention_layernorm.weight", DType::F32, {H}, ones.data()).ok());
-    auto lin = [&](const std::string& n, int out, int in) {
-      auto v = rnd((size_t)out * in);
-      EXPECT_TRUE(w.add_f32(p + n + ".weight", DType::F32, {out, in}, v.data()).ok());
-    };
-    lin("self_attn.q_proj", NH * HD, H);
-    lin("self_attn.k_proj", NKV * HD, H);
-    lin("self_attn.v_proj", NKV * HD, H);
-    lin("self_attn.o_proj", H, NH * HD);
-    lin("mlp.gate_proj", I, H);
-    lin("mlp.up_proj", I, H);
-    lin("mlp.down_proj", H, I);
-  }
-  EXPECT_TRUE(w.finish().ok());
-  return dir;
+  awq::test::TinyLlamaShape s;  // the defaults are this model
+  s.arch = arch;
+  return awq::test::write_tiny_llama_dir(dir, s);
 }
 
 fs::path make_calib(const fs::path& p, int n_para) {
