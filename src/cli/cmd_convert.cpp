@@ -2,7 +2,7 @@
 #include <memory>
 
 #include "cli/command.h"
-#include "io/gguf_convert.h"
+#include "model/gguf_convert.h"
 
 namespace {
 struct ConvertArgs {

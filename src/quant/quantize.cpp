@@ -10,7 +10,7 @@
 
 #include "core/flops.h"
 #include "core/progress.h"
-#include "io/gguf_convert.h"
+#include "model/gguf_convert.h"
 #include "io/safetensors.h"
 #include "io/tokenizer.h"
 #include "model/forward.h"
@@ -129,6 +129,8 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
       if (id < 0 || id >= cfg.vocab)
         return make_error("calibration token id ", id, " outside the vocabulary (", cfg.vocab, ")");
       std::memcpy(x.data() + t * H, embed.data() + (size_t)id * H, sizeof(float) * H);
+      if (cfg.embed_scale != 1.0f)  // Gemma: the block input is the scaled embedding
+        for (int i = 0; i < H; ++i) x[t * H + i] *= cfg.embed_scale;
     }
     AWQ_TRY(writer.add_fp16("model.embed_tokens.weight", {cfg.vocab, H}, embed.data()));
   }
@@ -163,7 +165,7 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
       // modules left unconverted.
       auto clipped = [&](const std::string& n) {
         return n != "q_proj" && n != "k_proj" &&
-               !not_converted(opt.modules_to_not_convert, linear_prefix(layer, n));
+               !not_converted(opt.modules_to_not_convert, cfg.arch->linear_prefix(layer, n));
       };
       for (int c0 = 0; c0 < NB; c0 += opt.chunk_blocks) {
         const int nb = std::min(opt.chunk_blocks, NB - c0);
@@ -301,7 +303,8 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
       }
       // 3. clipping
       if (opt.search.clip) {
-        for (const auto& n : block_linear_names()) {
+        for (const LinearName& ln : cfg.arch->linears) {
+          const std::string& n = ln.name;
           if (!clipped(n)) continue;
           const Input in = input_of(n);
           const std::vector<float>& s = in_scale[(int)in];
@@ -316,11 +319,14 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
     }
     // 4. quantize and write the block
     const std::string lp = "model.layers." + std::to_string(layer) + ".";
-    AWQ_TRY(writer.add_fp16(lp + "input_layernorm.weight", {H}, b.attn_norm.data()));
-    AWQ_TRY(writer.add_fp16(lp + "post_attention_layernorm.weight", {H}, b.mlp_norm.data()));
-    for (const auto& n : block_linear_names()) {
+    for (const NormName& nn : cfg.arch->block_norms) {  // stored form: w, not 1 + w (Gemma)
+      const std::vector<float> w = stored_norm(cfg, b.norm(nn.slot));
+      AWQ_TRY(writer.add_fp16(lp + nn.hf, {(int64_t)w.size()}, w.data()));
+    }
+    for (const LinearName& ln : cfg.arch->linears) {
+      const std::string& n = ln.name;
       const Linear& l = b.linear(n);
-      const std::string prefix = linear_prefix(layer, n);
+      const std::string prefix = cfg.arch->linear_prefix(layer, n);
       rep.params_total += (double)l.in * l.out;
       if (not_converted(opt.modules_to_not_convert, prefix)) {
         AWQ_TRY(writer.add_fp16(prefix + ".weight", {l.out, l.in}, l.weight.data()));

@@ -49,9 +49,10 @@ namespace {
 // Attention of `rows` queries of one head against the cached keys/values of one kv head.
 // q rows have stride q_stride; query i sits at position p0 + i and sees keys [0, p0 + i].
 // kc/vc: [max_ctx][hd] for this (layer, slot, kv head). out rows have stride q_stride.
-void cached_attention_head(const float* q, int q_stride, int rows, int p0, const float* kc,
-                           const float* vc, int hd, float scale, float* out,
-                           std::vector<float>& scores) {
+// window > 0: query i sees only keys (p0 + i - window, p0 + i] (sliding-window layers).
+void cached_attention_head(const ModelConfig& cfg, int window, const float* q, int q_stride,
+                           int rows, int p0, const float* kc, const float* vc, int hd, float scale,
+                           float* out, std::vector<float>& scores) {
   const int S = p0 + rows;  // keys visible to the last row
   scores.resize((size_t)rows * S);
   if (rows >= 8) {
@@ -73,7 +74,7 @@ void cached_attention_head(const float* q, int q_stride, int rows, int p0, const
   }
   for (int i = 0; i < rows; ++i) {
     float* sr = scores.data() + (size_t)i * S;
-    softmax_row(sr, p0 + i + 1, S);
+    attention_softmax(cfg, window, sr, p0 + i, S);
   }
   if (rows >= 8) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, S, 1.0f, scores.data(), S, vc,
@@ -119,7 +120,7 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
   }
   const int H = cfg.hidden, hd = cfg.head_dim, nh = cfg.n_heads, nkv = cfg.n_kv_heads;
   const int qd = nh * hd, kvd = nkv * hd, group = nh / nkv;
-  const float scale = 1.0f / std::sqrt((float)hd);
+  const float scale = attention_scale(cfg);
 
   // Stacked rows: token ids, positions, and where each chunk starts.
   std::vector<int32_t> ids;
@@ -157,8 +158,11 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
     linear_forward(b.q, xn.data(), n_rows, q.data());
     linear_forward(b.k, xn.data(), n_rows, k.data());
     linear_forward(b.v, xn.data(), n_rows, v.data());
-    rope_.apply(q.data(), n_rows, nh, positions.data());
-    rope_.apply(k.data(), n_rows, nkv, positions.data());
+    qk_norm(cfg, b, q.data(), k.data(), n_rows);
+    const bool local_rope = cfg.local_rope(l);
+    rope_.apply(q.data(), n_rows, nh, positions.data(), local_rope);
+    rope_.apply(k.data(), n_rows, nkv, positions.data(), local_rope);
+    const int window = cfg.window_of(l);
     // Append k/v rows to each slot's cache.
     for (int c = 0; c < (int)chunks.size(); ++c) {
       const int slot = chunks[c].slot, T = (int)chunks[c].tokens.size();
@@ -180,19 +184,16 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
         const int slot = chunks[t.chunk].slot;
         const size_t r = (size_t)row0[t.chunk] + t.r0;
         const size_t off = cache_.head_offset(l, slot, t.head / group);
-        cached_attention_head(q.data() + r * qd + (size_t)t.head * hd, qd, t.rows,
+        cached_attention_head(cfg, window, q.data() + r * qd + (size_t)t.head * hd, qd, t.rows,
                               pos_[slot] + t.r0, cache_.k.data() + off, cache_.v.data() + off, hd,
                               scale, attn.data() + r * qd + (size_t)t.head * hd, scores);
       }
     }
     linear_forward(b.o, attn.data(), n_rows, tmp.data());
-    const int64_t n = n_rows * H;
-#pragma omp parallel for if (n > 65536)
-    for (int64_t i = 0; i < n; ++i) x[i] += tmp[i];
+    add_residual(cfg, b.post_attn_norm, x.data(), tmp.data(), n_rows);
     rms_norm(x.data(), b.mlp_norm.data(), n_rows, H, cfg.rms_eps, xn.data());
     mlp_forward(cfg, b, xn.data(), n_rows, tmp.data());
-#pragma omp parallel for if (n > 65536)
-    for (int64_t i = 0; i < n; ++i) x[i] += tmp[i];
+    add_residual(cfg, b.post_mlp_norm, x.data(), tmp.data(), n_rows);
   }
   for (const SeqChunk& c : chunks) pos_[c.slot] += (int)c.tokens.size();
 
@@ -238,7 +239,8 @@ size_t weight_bytes_per_token(const Model& m) {
   };
   size_t total = 0;
   for (const BlockWeights& b : m.blocks) {
-    total += (b.attn_norm.size() + b.mlp_norm.size()) * sizeof(float);
+    total += (b.attn_norm.size() + b.mlp_norm.size() + b.post_attn_norm.size() +
+              b.post_mlp_norm.size() + b.q_norm.size() + b.k_norm.size()) * sizeof(float);
     for (const Linear* l : {&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down}) total += lin(*l);
   }
   total += m.final_norm.size() * sizeof(float);
