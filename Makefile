@@ -9,7 +9,9 @@ APT_PKGS := cmake g++ make pkg-config nlohmann-json3-dev libcli11-dev libpcre2-d
             libopenblas-openmp-dev libgtest-dev libgmock-dev libbenchmark-dev python3-pip time ccache
 PY_PKGS := numpy safetensors
 
-.PHONY: all deps build test test-fast sanitize demo model gemma3-model fp-model bench fuzz clean
+
+.PHONY: py-ref test-formats
+.PHONY: all deps build test test-fast sanitize demo model gemma3-model fp-model bench fuzz cuda clean
 
 all: build
 
@@ -54,15 +56,55 @@ RTN_DIR := $(MODELS)/smollm2-rtn4-g64
 $(RTN_DIR)/config.json: $(FP_DIR)/config.json | build
 	$(BUILD)/awq quantize $(FP_DIR) $(RTN_DIR) --method rtn --group-size 64 --overwrite
 
+# Reference Python packages for the loader checks (compressed-tensors library, HF Transformers on
+# CPU). Installed only when missing.
+PY_REF_PKGS := torch transformers compressed-tensors
+py-ref: deps
+	@python3 -c "import torch, transformers, compressed_tensors" 2>/dev/null || \
+	  python3 -m pip install -q $(PY_REF_PKGS)
+
+# compressed-tensors checkpoint of the real model (RTN, one second) and the logits HF
+# Transformers computes from it, loaded unchanged (tests/model/ct_logits_test.cpp). Symmetric:
+# Transformers 5.24 + compressed-tensors 0.20.1 cannot load asymmetric pack-quantized
+# checkpoints, the library's own included (docs/FORMAT.md).
+CT_DIR := $(BUILD)/ct/smollm2-rtn4-g64-sym-ct
+$(CT_DIR)/config.json: $(FP_DIR)/config.json $(BUILD)/awq
+	@mkdir -p $(dir $(CT_DIR))
+	$(BUILD)/awq quantize $(FP_DIR) $(CT_DIR) --method rtn --group-size 64 --no-zero-point \
+	  --format compressed-tensors --overwrite
+CT_LOGITS := $(BUILD)/ct/smollm2-rtn4-g64-sym-ct.transformers_logits.safetensors
+$(CT_LOGITS): $(CT_DIR)/config.json scripts/ct_transformers_logits.py | py-ref
+	python3 scripts/ct_transformers_logits.py $(CT_DIR) $@
+
+# Foreign checkpoints written by the compressed-tensors library itself (symmetric and asymmetric
+# W4 g64): `awq ppl` must equal the PyTorch loader's perplexity on the same windows
+# (scripts/check_foreign_ppl.py): Transformers from_pretrained for the symmetric one, the
+# library's own decompressor into the HF model for the asymmetric one (see CT_DIR above).
+CTLIB := $(BUILD)/ct/smollm2-ctlib-w4g64
+$(CTLIB)-sym/config.json: $(FP_DIR)/config.json scripts/ct_library_checkpoint.py | py-ref
+	@mkdir -p $(dir $(CTLIB))
+	python3 scripts/ct_library_checkpoint.py $(FP_DIR) $(CTLIB)-sym --group-size 64 --symmetric
+$(CTLIB)-asym/config.json: $(FP_DIR)/config.json scripts/ct_library_checkpoint.py | py-ref
+	@mkdir -p $(dir $(CTLIB))
+	python3 scripts/ct_library_checkpoint.py $(FP_DIR) $(CTLIB)-asym --group-size 64
+PPL_TEXT := data/eval/wikitext2-test-slice.txt
+test-formats: build $(CTLIB)-sym/config.json $(CTLIB)-asym/config.json
+	OMP_WAIT_POLICY=passive python3 scripts/check_foreign_ppl.py $(BUILD)/awq $(CTLIB)-sym \
+	  $(PPL_TEXT) --ctx 2048 --max-windows 2 --rel-tol 1e-4
+	OMP_WAIT_POLICY=passive python3 scripts/check_foreign_ppl.py $(BUILD)/awq $(CTLIB)-asym \
+	  $(PPL_TEXT) --ctx 2048 --max-windows 2 --rel-tol 1e-4 --ct-decompress
+
 # All tests: unit, corrupt-file, kernels on every ISA the host has, the real model, Python format checks.
 # ctest runs JOBS test binaries at once, each with its own OpenMP threads: the passive wait policy
 # keeps an oversubscribed OpenMP join from spinning for its whole time slice (tests never time).
-test: build fp-model $(RTN_DIR)/config.json
+test: build fp-model $(RTN_DIR)/config.json py-ref $(CT_LOGITS)
 	AWQ_SMOLLM2_GGUF=$(abspath $(GGUF)) AWQ_SMOLLM2_DIR=$(abspath $(FP_DIR)) \
+	AWQ_SMOLLM2_CT_DIR=$(abspath $(CT_DIR)) AWQ_SMOLLM2_CT_LOGITS=$(abspath $(CT_LOGITS)) \
 	AWQ_SMOLLM2_AWQ_DIR=$(abspath $(RTN_DIR)) \
 	AWQ_WIKITEXT=$(abspath ../shared/data/wikitext-2-raw/wiki.test.raw) \
 	OMP_WAIT_POLICY=passive \
 	  ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
+	$(MAKE) --no-print-directory test-formats
 
 # Unit tests under ASan + UBSan.
 sanitize: deps
@@ -78,9 +120,19 @@ demo: build fp-model
 bench: build fp-model
 	bash scripts/bench.sh
 
+# CUDA kernels and their tests (only the CUDA library and its test binary; the tests skip without
+# a GPU). .ci/run calls this whenever nvcc is found (on PATH or in /usr/local/cuda/bin).
+NVCC ?= $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin/nvcc))
+cuda: deps
+	@test -n "$(NVCC)" || { echo "make cuda: nvcc not found (PATH, /usr/local/cuda/bin)"; exit 1; }
+	cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DAWQ_CUDA=ON -DAWQ_BENCH=OFF \
+	  -DCMAKE_CUDA_COMPILER=$(NVCC) $(LAUNCHER) >/dev/null
+	cmake --build build-cuda -j$(JOBS) --target awq_cuda awq_cuda_tests
+	build-cuda/awq_cuda_tests
+
 fuzz: deps
 	CC=clang CXX=clang++ cmake -S . -B build-fuzz -DAWQ_FUZZ=ON -DAWQ_TESTS=OFF -DAWQ_BENCH=OFF >/dev/null
 	cmake --build build-fuzz -j$(JOBS)
 
 clean:
-	rm -rf $(BUILD) build-asan build-fuzz
+	rm -rf $(BUILD) build-asan build-fuzz build-cuda

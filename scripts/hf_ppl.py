@@ -2,14 +2,52 @@
 """Reference perplexity with HF Transformers, same protocol as `awq ppl` (docs/EVAL.md).
 
 Usage: hf_ppl.py MODEL_DIR_OR_GGUF TEXT_FILE [--ctx 2048] [--protocol autoawq|llamacpp]
-                 [--max-windows N] [--threads N]
+                 [--max-windows N] [--threads N] [--ct-decompress]
 MODEL: an HF directory, or a .gguf file (Transformers dequantizes it to fp32).
+--ct-decompress: a compressed-tensors checkpoint whose weights the compressed-tensors library
+  decompresses itself (PackedQuantizationCompressor.decompress, per module) into the fp32 HF
+  model, instead of Transformers' from_pretrained path (which cannot load asymmetric
+  pack-quantized checkpoints with Transformers 5.24 + compressed-tensors 0.20.1: the zero point
+  is allocated unpacked, "weight_zero_point ... MISMATCH"; docs/FORMAT.md).
 Prints one JSON line: ppl, tokens_scored, windows, protocol.
 """
 import argparse, json, math, os, sys, time
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
+
+
+def load_ct_decompressed(model_path):
+    import glob
+    from safetensors.torch import load_file
+    from transformers import AutoConfig
+    from compressed_tensors.compressors.pack_quantized.base import PackedQuantizationCompressor
+    from compressed_tensors.quantization import QuantizationConfig
+    cfg = AutoConfig.from_pretrained(model_path)
+    qd = cfg.quantization_config
+    qd = qd if isinstance(qd, dict) else qd.to_dict()
+    qc = QuantizationConfig.model_validate(qd)
+    scheme = next(iter(qc.config_groups.values()))
+    del cfg.quantization_config
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    t = {}
+    for f in sorted(glob.glob(os.path.join(model_path, "*.safetensors"))):
+        t.update(load_file(f))
+    sd = {}
+    for k, v in t.items():
+        if k.endswith(".weight_packed"):
+            p = k[: -len(".weight_packed")]
+            part = {n[len(p) + 1:]: x for n, x in t.items() if n.startswith(p + ".weight_")}
+            sd[p + ".weight"] = PackedQuantizationCompressor.decompress(part, scheme)["weight"]
+        elif not any(k.endswith(s) for s in (".weight_scale", ".weight_zero_point", ".weight_shape")):
+            sd[k] = v
+    missing, unexpected = model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=False)
+    missing = [m for m in missing if not (m == "lm_head.weight" and cfg.tie_word_embeddings)]
+    if missing or unexpected:
+        raise SystemExit(f"{model_path}: missing {missing[:5]} unexpected {unexpected[:5]}")
+    if cfg.tie_word_embeddings:
+        model.tie_weights()
+    return AutoTokenizer.from_pretrained(model_path), model
 
 
 def load(model_path):
@@ -32,10 +70,12 @@ def main():
     ap.add_argument("--protocol", default="autoawq", choices=["autoawq", "llamacpp"])
     ap.add_argument("--max-windows", type=int, default=-1)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--ct-decompress", action="store_true")
     a = ap.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
-    tok, model = load(a.model)
+    tok, model = load_ct_decompressed(a.model) if a.ct_decompress else load(a.model)
+    model.eval()
     # newline="" keeps the bytes as they are (no \r\n -> \n translation), like `awq ppl`
     text = open(a.text, encoding="utf-8", newline="").read()
     ids = tok(text)["input_ids"]

@@ -1,32 +1,40 @@
 // awq quantize MODEL OUT_DIR: AWQ (or RTN) quantization to an AutoAWQ GEMM checkpoint.
-#include <csignal>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "core/cancel.h"
 #include "core/threads.h"
 #include "quant/quantize.h"
 
 namespace awq::cli {
 namespace {
 
-std::atomic<bool> g_cancel{false};
-extern "C" void on_sigint(int) { g_cancel.store(true); }
+// An on/off flag pair --NAME / --no-NAME with the real default in --help. (CLI11's
+// "--x,!--no-x" spelling prints "{false}" beside every such flag, the value --no-x sets, which
+// reads as "off" for flags that are on by default.)
+void on_off_flag(CLI::App& sub, const std::string& name, bool& v, const std::string& desc) {
+  const bool def = v;
+  sub.add_flag_function("--" + name, [&v](int64_t) { v = true; },
+                        desc + (def ? " (default: on)" : " (default: off)"));
+  sub.add_flag_function("--no-" + name, [&v](int64_t) { v = false; }, "turn --" + name + " off");
+}
 
 struct QArgs {
   std::string model, out, method = "awq", calib, format = "autoawq", report, clip = "joint";
   int w_bit = 4, group_size = 128, n_samples = 128, seqlen = 512, threads = 0, search_blocks = 16;
   bool clip_aware = true;
   bool zero_point = true, no_clip = false, no_duo = false, overwrite = false;
-  bool gram_loss = true, gqa_o_scale = false;
+  bool gram_loss = true, gqa_o_scale = false, resume = false, resume_state = true;
   std::vector<std::string> not_convert;
 };
 
 int run_quantize(const QArgs& a) {
   set_num_threads(a.threads);
-  if (a.format != "autoawq")
-    return fail("--format " + a.format + " is not supported (supported: autoawq)");
   QuantizeOptions o;
+  auto fmt = parse_checkpoint_format(a.format);
+  if (!fmt) return fail("--format: " + fmt.error().message);
+  o.format = *fmt;
   o.search.q.w_bit = a.w_bit;
   o.search.q.group_size = a.group_size;
   o.search.q.zero_point = a.zero_point;
@@ -49,11 +57,10 @@ int run_quantize(const QArgs& a) {
   o.gqa_o_scaling = a.gqa_o_scale;
   o.modules_to_not_convert = a.not_convert;
   o.overwrite = a.overwrite;
-  o.cancel = &g_cancel;
-  std::signal(SIGINT, on_sigint);
-  std::signal(SIGTERM, on_sigint);
+  o.resume = a.resume;
+  o.resume_state = a.resume_state;
+  install_cancel_handlers();  // SIGINT/SIGTERM: stop within a second or two, no output left
   auto r = quantize_model(a.model, a.out, o);
-  std::signal(SIGINT, SIG_DFL);
   if (!r) return fail(r.error());
   for (const auto& w : r->warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
   std::printf("wrote %s (%s w%d g%d%s) in %.1f s; calibration %d blocks x %d tokens\n",
@@ -84,7 +91,7 @@ int run_quantize(const QArgs& a) {
   return 0;
 }
 
-Register reg("quantize", "quantize a model (HF dir or .gguf) to an AutoAWQ checkpoint",
+Register reg("quantize", "quantize a model (HF dir or .gguf) to an AutoAWQ or compressed-tensors checkpoint",
              [](CLI::App& sub) {
   auto a = std::make_shared<QArgs>();
   sub.add_option("model", a->model, "HF model directory or .gguf file")->required();
@@ -92,7 +99,7 @@ Register reg("quantize", "quantize a model (HF dir or .gguf) to an AutoAWQ check
   sub.add_option("--w-bit", a->w_bit, "weight bits (4; also 3, 8)")->capture_default_str();
   sub.add_option("--group-size", a->group_size, "group size (32, 64, 128; -1 = per channel)")
       ->capture_default_str();
-  sub.add_flag("--zero-point,!--no-zero-point", a->zero_point, "asymmetric with zero point");
+  on_off_flag(sub, "zero-point", a->zero_point, "asymmetric with zero point (off: symmetric)");
   sub.add_option("--method", a->method, "awq or rtn")->capture_default_str();
   sub.add_flag("--no-clip", a->no_clip, "skip the clipping search");
   sub.add_option("--clip", a->clip,
@@ -100,9 +107,9 @@ Register reg("quantize", "quantize a model (HF dir or .gguf) to an AutoAWQ check
                  "(exact on all tokens), gram-asym (gram; max and min shrunk separately), joint (gram-asym "
                  "picks refined for the whole row's error, cross-group terms included)")
       ->capture_default_str();
-  sub.add_flag("--clip-aware-search,!--no-clip-aware-search", a->clip_aware,
-               "score each scale ratio with the clipping search applied (default; off: clip only "
-               "after the grid search, as the reference does)");
+  on_off_flag(sub, "clip-aware-search", a->clip_aware,
+               "score each scale ratio with the clipping search applied (off: clip only after "
+               "the grid search, as the reference does)");
   sub.add_flag("--no-duo-scaling", a->no_duo, "scales from activations only");
   sub.add_option("--calib", a->calib, "calibration text (.txt: blank-line separated; .jsonl)")
       ->check(CLI::ExistingFile);
@@ -112,17 +119,21 @@ Register reg("quantize", "quantize a model (HF dir or .gguf) to an AutoAWQ check
                  "calibration blocks whose forward scores the scale grid (0 = all; activation "
                  "statistics, Gram losses and clipping always use every block)")
       ->capture_default_str();
-  sub.add_flag("--gram-loss,!--no-gram-loss", a->gram_loss,
-               "score v->o and up->down on all calibration tokens via X^T X (exact; fast)")
-      ->capture_default_str();
-  sub.add_flag("--gqa-o-scale,!--no-gqa-o-scale", a->gqa_o_scale,
-               "GQA models: scale v->o with scales shared by the heads of a KV head")
-      ->capture_default_str();
+  on_off_flag(sub, "gram-loss", a->gram_loss,
+               "score v->o and up->down on all calibration tokens via X^T X (exact; fast)");
+  on_off_flag(sub, "gqa-o-scale", a->gqa_o_scale,
+               "GQA models: scale v->o with scales shared by the heads of a KV head");
   sub.add_option("--modules-to-not-convert", a->not_convert, "linear name substrings kept fp16");
   sub.add_option("--threads,-t", a->threads, "threads (0 = all)");
-  sub.add_option("--format", a->format, "checkpoint format (autoawq)")->capture_default_str();
+  sub.add_option("--format", a->format, "checkpoint format: autoawq (AutoAWQ GEMM; 4-bit zero-point only) or compressed-tensors (llm-compressor pack-quantized; 2..8 bits, zero point or symmetric)")->capture_default_str();
   sub.add_option("--report", a->report, "write a JSON report (chosen ratios, losses)");
   sub.add_flag("--overwrite", a->overwrite, "replace OUT_DIR if it exists");
+  sub.add_flag("--resume", a->resume,
+               "continue an interrupted or killed run from its last completed block (same "
+               "arguments; the saved state is OUT_DIR.resume)");
+  on_off_flag(sub, "resume-state", a->resume_state,
+              "save the state after every block in OUT_DIR.resume so that --resume can continue "
+              "the run (removed when the run completes)");
   return [a]() { return run_quantize(*a); };
 });
 

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/mmap_file.h"
+#include "io/compressed_tensors.h"
 
 namespace awq {
 
@@ -152,9 +153,18 @@ Expected<ModelConfig> parse_model_config(const std::string& text, const std::str
   if (auto it = j.find("quantization_config"); it != j.end() && it->is_object()) {
     auto& q = *it;
     std::string method = q.value("quant_method", std::string());
+    if (method == "compressed-tensors") {
+      AWQ_ASSIGN(CtWeightScheme s, parse_ct_quantization_config(q, src));
+      c.quant.present = true;
+      c.quant.method = QuantizationInfo::Method::CompressedTensors;
+      c.quant.bits = s.num_bits;
+      c.quant.group_size = s.group_size;
+      c.quant.zero_point = !s.symmetric;
+      return c;
+    }
     if (method != "awq")
       return make_error(src, ": quantization_config.quant_method \"", method,
-                        "\" is not supported (supported: awq)");
+                        "\" is not supported (supported: awq, compressed-tensors)");
     c.quant.present = true;
     Reader rq{q, src};
     AWQ_ASSIGN(c.quant.bits, rq.get_int(q.contains("bits") ? "bits" : "w_bit", false, 4));

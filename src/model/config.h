@@ -19,9 +19,11 @@ struct RopeScaling {
 
 struct QuantizationInfo {  // from config.json "quantization_config" (AWQ checkpoints)
   bool present = false;
+  // awq: AutoAWQ GEMM tensors; compressed-tensors: pack-quantized (io/compressed_tensors.h)
+  enum class Method { Awq, CompressedTensors } method = Method::Awq;
   int bits = 4;
   int group_size = 128;
-  bool zero_point = true;
+  bool zero_point = true;  // compressed-tensors: !symmetric
   std::string version;  // "gemm"
   std::vector<std::string> modules_to_not_convert;
 };

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "core/half.h"
+#include "io/compressed_tensors.h"
 #include "kernels/w4.h"
 
 namespace awq {
@@ -109,11 +110,40 @@ Status load_awq_linear(const SafeTensors& st, const ModelConfig& cfg, const std:
   return Status::Ok();
 }
 
+// Read a compressed-tensors pack-quantized linear: W4 kernels for 4-bit fp16-exact scales with
+// keep_w4, else the exact fp32 weights (q - z) * s.
+Status load_ct_linear(const SafeTensors& st, const ModelConfig& cfg, const std::string& prefix,
+                      Linear& l, const LoadOptions& opt) {
+  CtWeightScheme s;
+  s.num_bits = cfg.quant.bits;
+  s.group_size = cfg.quant.group_size;
+  s.symmetric = !cfg.quant.zero_point;
+  AWQ_ASSIGN(CtLinearCodes c, load_ct_linear(st, prefix, s, l.out, l.in));
+  if (opt.keep_w4 && c.bits == 4 && c.scales_fp16_exact && l.out % 8 == 0) {
+    auto w4 = w4_from_codes(c.q.data(), c.z.data(), c.scales.data(), l.in, l.out, c.group_size);
+    if (!w4) return make_error(prefix, ": ", w4.error().message);
+    l.w4 = std::make_shared<W4Matrix>(std::move(*w4));
+    return Status::Ok();
+  }
+  const int K = l.in, G = c.group_size, ng = K / G;
+  l.weight.resize((size_t)l.out * K);
+  for (int n = 0; n < l.out; ++n)
+    for (int k = 0; k < K; ++k) {
+      const size_t g = (size_t)n * ng + k / G;
+      l.weight[(size_t)n * K + k] = float(int(c.q[(size_t)n * K + k]) - int(c.z[g])) * c.scales[g];
+    }
+  return Status::Ok();
+}
+
 Status load_linear(const SafeTensors& st, const ModelConfig& cfg, const std::string& prefix,
                    int in, int out, bool has_bias, Linear& l, const LoadOptions& opt) {
   l.in = in;
   l.out = out;
-  if (cfg.quant.present && !module_not_converted(cfg, prefix) && st.find(prefix + ".qweight")) {
+  if (cfg.quant.present && cfg.quant.method == QuantizationInfo::Method::CompressedTensors &&
+      st.find(prefix + ".weight_packed")) {  // modules in "ignore" keep a dense .weight
+    AWQ_TRY(load_ct_linear(st, cfg, prefix, l, opt));
+  } else if (cfg.quant.present && !module_not_converted(cfg, prefix) &&
+             st.find(prefix + ".qweight")) {
     AWQ_TRY(load_awq_linear(st, cfg, prefix, l, opt));
   } else {
     AWQ_ASSIGN(l.weight, st.to_f32(prefix + ".weight", {out, in}));

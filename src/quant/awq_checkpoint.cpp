@@ -8,6 +8,7 @@
 #include <system_error>
 
 #include "core/mmap_file.h"
+#include "io/compressed_tensors.h"
 #include "quant/awq_pack.h"
 
 namespace awq {
@@ -36,11 +37,30 @@ fs::path normalized_dir(const std::string& dir) {
   return p;
 }
 
+// A regular expression matching any module name that contains `sub` (compressed-tensors
+// "re:" ignore entries are matched with Python's re.match against the module name).
+std::string contains_regex(const std::string& sub) {
+  std::string r = "re:.*";
+  for (char c : sub) {
+    if (std::strchr("\\^$.|?*+()[]{}", c)) r += '\\';
+    r += c;
+  }
+  return r + ".*";
+}
+
 }  // namespace
+
+Expected<CheckpointFormat> parse_checkpoint_format(const std::string& name) {
+  if (name == "autoawq") return CheckpointFormat::AutoAwq;
+  if (name == "compressed-tensors") return CheckpointFormat::CompressedTensors;
+  return make_error("checkpoint format \"", name,
+                    "\" is not supported (supported: autoawq, compressed-tensors)");
+}
 
 Expected<AwqCheckpointWriter> AwqCheckpointWriter::create(const std::string& out_dir,
                                                           const QuantConfig& cfg, bool overwrite,
-                                                          size_t max_shard_bytes) {
+                                                          size_t max_shard_bytes,
+                                                          CheckpointFormat format) {
   if (out_dir.empty()) return make_error("checkpoint writer: empty output directory name");
   if (cfg.w_bit < 2 || cfg.w_bit > 8 || cfg.group_size == 0 || cfg.group_size < -1)
     return make_error("checkpoint writer: invalid quantization config (w_bit ", cfg.w_bit,
@@ -73,6 +93,7 @@ Expected<AwqCheckpointWriter> AwqCheckpointWriter::create(const std::string& out
   w.out_dir_ = out.string();
   w.tmp_dir_ = tmp;
   w.cfg_ = cfg;
+  w.format_ = format;
   w.overwrite_ = overwrite;
   w.st_ = std::make_unique<SafeTensorsWriter>(tmp, max_shard_bytes);
   return w;
@@ -82,6 +103,7 @@ AwqCheckpointWriter::AwqCheckpointWriter(AwqCheckpointWriter&& o) noexcept
     : out_dir_(std::move(o.out_dir_)),
       tmp_dir_(std::move(o.tmp_dir_)),
       cfg_(o.cfg_),
+      format_(o.format_),
       overwrite_(o.overwrite_),
       done_(o.done_),
       st_(std::move(o.st_)) {
@@ -94,6 +116,7 @@ AwqCheckpointWriter& AwqCheckpointWriter::operator=(AwqCheckpointWriter&& o) noe
     out_dir_ = std::move(o.out_dir_);
     tmp_dir_ = std::move(o.tmp_dir_);
     cfg_ = o.cfg_;
+    format_ = o.format_;
     overwrite_ = o.overwrite_;
     done_ = o.done_;
     st_ = std::move(o.st_);
@@ -122,7 +145,27 @@ Status AwqCheckpointWriter::add_quantized(const std::string& prefix, const Quant
                       " but the checkpoint is w_bit ", cfg_.w_bit, ", group_size ",
                       cfg_.group_size, ", zero_point ", int(cfg_.zero_point));
   const int64_t N = ql.N, K = ql.K;
-  if (awq_gemm_supported(cfg_)) {
+  if (format_ == CheckpointFormat::CompressedTensors) {
+    // Our codes are compressed-tensors' unsigned codes (signed value + 2^(b-1)); our zero
+    // points likewise (io/compressed_tensors.h).
+    const int b = ql.w_bit;
+    const int64_t ng = ql.n_groups();
+    if (ql.q.size() != size_t(N * K) || ql.scales.size() != size_t(N * ng) ||
+        ql.zeros.size() != size_t(N * ng))
+      return make_error(prefix, ": quantized linear has inconsistent code/scale/zero sizes");
+    const auto packed = ct_pack_rows(ql.q.data(), N, K, b);
+    AWQ_TRY(st_->add(prefix + ".weight_packed", DType::I32, {N, ct_packed_words(K, b)},
+                     packed.data(), packed.size() * sizeof(int32_t)));
+    AWQ_TRY(st_->add(prefix + ".weight_scale", DType::F16, {N, ng}, ql.scales.data(),
+                     ql.scales.size() * sizeof(uint16_t)));
+    if (ql.zero_point) {
+      const auto zp = ct_pack_cols(ql.zeros.data(), N, ng, b);
+      AWQ_TRY(st_->add(prefix + ".weight_zero_point", DType::I32, {ct_packed_words(N, b), ng},
+                       zp.data(), zp.size() * sizeof(int32_t)));
+    }
+    const int64_t shape[2] = {N, K};
+    AWQ_TRY(st_->add(prefix + ".weight_shape", DType::I64, {2}, shape, sizeof(shape)));
+  } else if (awq_gemm_supported(cfg_)) {
     auto packed = pack_awq_gemm(ql);
     if (!packed) return make_error(prefix, ": ", packed.error().message);
     const AwqGemmTensors& t = *packed;
@@ -150,13 +193,24 @@ Status AwqCheckpointWriter::add_fp16(const std::string& name, const std::vector<
 
 Expected<std::string> awq_checkpoint_config_json(const std::string& src_config_json_text,
                                                  const QuantConfig& cfg,
-                                                 const std::vector<std::string>& modules_to_not_convert) {
+                                                 const std::vector<std::string>& modules_to_not_convert,
+                                                 CheckpointFormat format) {
   using json = nlohmann::ordered_json;
   json j = json::parse(src_config_json_text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object())
     return make_error("config.json of the source model is not a JSON object");
   json skip = modules_to_not_convert.empty() ? json(nullptr) : json(modules_to_not_convert);
-  if (awq_gemm_supported(cfg)) {
+  if (format == CheckpointFormat::CompressedTensors) {
+    j.erase("awq_cpp_fake_quantization");
+    CtWeightScheme s;
+    s.num_bits = cfg.w_bit;
+    s.group_size = cfg.group_size > 0 ? cfg.group_size : -1;
+    s.symmetric = !cfg.zero_point;
+    std::vector<std::string> ignore = {"lm_head"};
+    for (const auto& m : modules_to_not_convert)
+      if (!m.empty()) ignore.push_back(contains_regex(m));
+    j["quantization_config"] = ct_quantization_config(s, ignore);
+  } else if (awq_gemm_supported(cfg)) {
     j.erase("awq_cpp_fake_quantization");
     json q = json::object();
     q["quant_method"] = "awq";
@@ -189,7 +243,7 @@ Status AwqCheckpointWriter::finish(const std::string& src_model_dir,
   if (done_ || !st_) return make_error("checkpoint writer: finish after finish/abort");
   // Any error below leaves the temp dir for the destructor/abort() to remove; OUT_DIR untouched.
   AWQ_ASSIGN(std::string config,
-             awq_checkpoint_config_json(src_config_json_text, cfg_, modules_to_not_convert));
+             awq_checkpoint_config_json(src_config_json_text, cfg_, modules_to_not_convert, format_));
   AWQ_TRY(st_->finish());
   st_.reset();
   std::error_code ec;

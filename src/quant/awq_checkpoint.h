@@ -15,6 +15,10 @@
 //                         "awq_cpp_fake_quantization" (NOT "quantization_config", which would make
 //                         vLLM/Transformers try AWQ kernels and fail). The CLI can refuse instead:
 //                         see awq_gemm_supported().
+// With CheckpointFormat::CompressedTensors every config (2..8 bits, zero point or symmetric,
+// group or per-channel) is written in compressed-tensors "pack-quantized" layout
+// (io/compressed_tensors.h: .weight_packed/.weight_scale/.weight_zero_point/.weight_shape) with
+// a compressed-tensors quantization_config (quant_method "compressed-tensors").
 #pragma once
 #include <memory>
 #include <string>
@@ -26,13 +30,18 @@
 
 namespace awq {
 
+enum class CheckpointFormat { AutoAwq, CompressedTensors };
+// "autoawq" / "compressed-tensors" -> format; an error listing the names otherwise.
+Expected<CheckpointFormat> parse_checkpoint_format(const std::string& name);
+
 class AwqCheckpointWriter {
  public:
   // Creates OUT_DIR.tmp-<pid>. Errors: OUT_DIR's parent missing or not writable; OUT_DIR exists
   // and overwrite is false; a stale temp dir cannot be removed.
   static Expected<AwqCheckpointWriter> create(const std::string& out_dir, const QuantConfig& cfg,
                                               bool overwrite,
-                                              size_t max_shard_bytes = size_t(2) << 30);
+                                              size_t max_shard_bytes = size_t(2) << 30,
+                                              CheckpointFormat format = CheckpointFormat::AutoAwq);
   AwqCheckpointWriter(AwqCheckpointWriter&&) noexcept;
   AwqCheckpointWriter& operator=(AwqCheckpointWriter&&) noexcept;
   AwqCheckpointWriter(const AwqCheckpointWriter&) = delete;
@@ -60,11 +69,13 @@ class AwqCheckpointWriter {
   const std::string& out_dir() const { return out_dir_; }
   const std::string& temp_dir() const { return tmp_dir_; }
   const QuantConfig& config() const { return cfg_; }
+  CheckpointFormat format() const { return format_; }
 
  private:
   AwqCheckpointWriter() = default;
   std::string out_dir_, tmp_dir_;
   QuantConfig cfg_;
+  CheckpointFormat format_ = CheckpointFormat::AutoAwq;
   bool overwrite_ = false;
   bool done_ = false;  // finished or aborted
   std::unique_ptr<SafeTensorsWriter> st_;
@@ -72,9 +83,12 @@ class AwqCheckpointWriter {
 
 // The config.json text written for a checkpoint: src_config_json_text with quantization_config
 // (GEMM configs) or awq_cpp_fake_quantization (others) and torch_dtype float16.
+// CompressedTensors: a compressed-tensors quantization_config whose "ignore" lists lm_head and
+// one "re:" pattern per modules_to_not_convert substring.
 Expected<std::string> awq_checkpoint_config_json(const std::string& src_config_json_text,
                                                  const QuantConfig& cfg,
-                                                 const std::vector<std::string>& modules_to_not_convert);
+                                                 const std::vector<std::string>& modules_to_not_convert,
+                                                 CheckpointFormat format = CheckpointFormat::AutoAwq);
 
 // Loads <prefix>.qweight/.qzeros/.scales of an AutoAWQ GEMM checkpoint. group_size: the
 // checkpoint's quantization_config group_size (-1 = per-channel), or 0 to infer it from the

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "quant/awq_checkpoint.h"
 #include "quant/awq_search.h"
 
 namespace awq {
@@ -32,9 +33,16 @@ struct QuantizeOptions {
   bool clip_aware_search = true;
   std::vector<std::string> modules_to_not_convert;
   bool overwrite = false;
+  CheckpointFormat format = CheckpointFormat::AutoAwq;  // --format (docs/FORMAT.md)
   bool progress = true;
   size_t max_shard_bytes = size_t(2) << 30;
-  const std::atomic<bool>* cancel = nullptr;  // set by a SIGINT handler
+  // Resume (quant/resume.h): after every block, save the state in OUT_DIR.resume (default);
+  // resume: continue from that state when present (refused when an option or the input
+  // differs). A successful run removes the state.
+  bool resume_state = true;
+  bool resume = false;
+  // Cancellation: core/cancel.h's flag (SIGINT/SIGTERM) is always polled; this one too.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 struct GroupReport {

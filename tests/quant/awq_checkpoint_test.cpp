@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +17,9 @@
 
 #include "core/half.h"
 #include "core/mmap_file.h"
+#include "io/compressed_tensors.h"
+#include "model/weights.h"
+#include "kernels/w4.h"
 #include "quant/awq_pack.h"
 
 namespace awq {
@@ -110,8 +114,8 @@ struct TinyModel {
 // fp32 originals of the unquantized tensors to `ref_dir`/model.safetensors for the Python checker.
 Status write_tiny(const TinyModel& model, const QuantConfig& cfg, const fs::path& out,
                   const fs::path& src_dir, const fs::path& ref_dir, size_t shard_bytes,
-                  bool overwrite = false) {
-  AWQ_ASSIGN(auto w, AwqCheckpointWriter::create(out.string(), cfg, overwrite, shard_bytes));
+                  bool overwrite = false, CheckpointFormat fmt = CheckpointFormat::AutoAwq) {
+  AWQ_ASSIGN(auto w, AwqCheckpointWriter::create(out.string(), cfg, overwrite, shard_bytes, fmt));
   std::unique_ptr<SafeTensorsWriter> ref;
   if (!ref_dir.empty()) ref = std::make_unique<SafeTensorsWriter>(ref_dir.string());
   auto plain = [&](const std::string& name, std::vector<int64_t> shape, const std::vector<float>& v) -> Status {
@@ -485,6 +489,262 @@ TEST(AwqFormat, PythonAutoAwqUnpackMatchesBitExact) {
     ASSERT_TRUE(w.finish().ok());
     EXPECT_EQ(run_checker(out, bad / "model.safetensors"), 1);
   }
+}
+
+// ---- compressed-tensors (pack-quantized) ----------------------------------------------------
+
+// Every config the layout defines: asymmetric and symmetric, 4 and 8 bits, group and channel.
+std::vector<QuantConfig> ct_configs() {
+  std::vector<QuantConfig> v;
+  for (int b : {4, 8})
+    for (int g : {32, 64, -1})
+      for (bool zp : {true, false}) {
+        QuantConfig c;
+        c.w_bit = b;
+        c.group_size = g;
+        c.zero_point = zp;
+        v.push_back(c);
+      }
+  QuantConfig w3;  // a width whose values straddle int32 words
+  w3.w_bit = 3;
+  w3.group_size = 32;
+  v.push_back(w3);
+  return v;
+}
+
+std::string cfg_name(const QuantConfig& c) {
+  return "w" + std::to_string(c.w_bit) + " g" + std::to_string(c.group_size) +
+         (c.zero_point ? " zp" : " sym");
+}
+
+TEST(CtCheckpoint, WritesPackQuantizedTensorsAndConfig) {
+  TempDir td;
+  const TinyModel model(5);
+  for (const QuantConfig& cfg : ct_configs()) {
+    SCOPED_TRACE(cfg_name(cfg));
+    const fs::path out = td.path() / "tiny-ct";
+    Status st = write_tiny(model, cfg, out, make_src_dir(td.path()), {}, 8 << 10, true,
+                           CheckpointFormat::CompressedTensors);
+    ASSERT_TRUE(st.ok()) << st.message();
+    EXPECT_TRUE(no_temp_left(td.path()));
+    const auto j = nlohmann::json::parse(*read_text_file((out / "config.json").string()));
+    const auto& q = j["quantization_config"];
+    EXPECT_EQ(q["quant_method"], "compressed-tensors");
+    EXPECT_EQ(q["format"], "pack-quantized");
+    EXPECT_EQ(q["ignore"], nlohmann::json::array({"lm_head", "re:.*lm_head.*"}));
+    const auto& w = q["config_groups"]["group_0"]["weights"];
+    EXPECT_EQ(w["num_bits"], cfg.w_bit);
+    EXPECT_EQ(w["symmetric"], !cfg.zero_point);
+    EXPECT_EQ(w["strategy"], cfg.group_size > 0 ? "group" : "channel");
+    EXPECT_EQ(j["torch_dtype"], "float16");
+    auto sto = SafeTensors::open(out.string());
+    ASSERT_TRUE(sto.ok()) << sto.error().message;
+    for (const auto& l : model.linears) {
+      SCOPED_TRACE(l.prefix);
+      const int G = cfg.group_size > 0 ? cfg.group_size : l.K, ng = l.K / G, b = cfg.w_bit;
+      EXPECT_EQ(sto->find(l.prefix + ".weight"), nullptr);
+      EXPECT_EQ(sto->find(l.prefix + ".qweight"), nullptr);
+      const TensorView* pk = sto->find(l.prefix + ".weight_packed");
+      ASSERT_NE(pk, nullptr);
+      EXPECT_EQ(pk->dtype, DType::I32);
+      EXPECT_EQ(pk->shape, (std::vector<int64_t>{l.N, (l.K * b + 31) / 32}));
+      const TensorView* sc = sto->find(l.prefix + ".weight_scale");
+      ASSERT_NE(sc, nullptr);
+      EXPECT_EQ(sc->dtype, DType::F16);
+      EXPECT_EQ(sc->shape, (std::vector<int64_t>{l.N, ng}));
+      const TensorView* zp = sto->find(l.prefix + ".weight_zero_point");
+      if (cfg.zero_point) {
+        ASSERT_NE(zp, nullptr);
+        EXPECT_EQ(zp->dtype, DType::I32);
+        EXPECT_EQ(zp->shape, (std::vector<int64_t>{(l.N * b + 31) / 32, ng}));
+      } else {
+        EXPECT_EQ(zp, nullptr);
+      }
+      const TensorView* shp = sto->find(l.prefix + ".weight_shape");
+      ASSERT_NE(shp, nullptr);
+      EXPECT_EQ(shp->dtype, DType::I64);
+      int64_t dims[2];
+      std::memcpy(dims, shp->data, sizeof(dims));
+      EXPECT_EQ(dims[0], l.N);
+      EXPECT_EQ(dims[1], l.K);
+      // Independent of the writer: decode word 0 of row 0 by hand from the quantized codes.
+      auto ql = quantize_linear(l.w.data(), l.N, l.K, cfg);
+      ASSERT_TRUE(ql.ok());
+      uint64_t want = 0;
+      for (int i = 0; i * b < 32 && i < l.K; ++i) want |= uint64_t(ql->q[i]) << (i * b);
+      int32_t word0;
+      std::memcpy(&word0, pk->data, 4);
+      EXPECT_EQ(uint32_t(word0), uint32_t(want));
+    }
+  }
+}
+
+// Our engine reads the checkpoint back: fp32 weights are exactly the weights the search
+// evaluated ((q - z) * s), and the W4 kernels' matrix (keep_w4) holds the same values.
+TEST(CtCheckpoint, EngineLoadsExactlyOurDequantizedWeights) {
+  TempDir td;
+  const TinyModel model(6);
+  for (const QuantConfig& cfg : ct_configs()) {
+    SCOPED_TRACE(cfg_name(cfg));
+    const fs::path out = td.path() / "tiny-ct";
+    Status st = write_tiny(model, cfg, out, make_src_dir(td.path()), {}, 8 << 10, true,
+                           CheckpointFormat::CompressedTensors);
+    ASSERT_TRUE(st.ok()) << st.message();
+    for (bool keep_w4 : {false, true}) {
+      LoadOptions lo;
+      lo.keep_w4 = keep_w4;
+      lo.lm_head = LmHeadFormat::F16;
+      auto m = load_model(out.string(), lo);
+      ASSERT_TRUE(m.ok()) << m.error().message;
+      EXPECT_EQ(m->cfg.quant.method, QuantizationInfo::Method::CompressedTensors);
+      const char* names[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                             "down_proj"};
+      for (size_t i = 0; i < model.linears.size(); ++i) {
+        const auto& l = model.linears[i];
+        SCOPED_TRACE(l.prefix);
+        const Linear& got = m->blocks[0].linear(names[i]);
+        auto ql = quantize_linear(l.w.data(), l.N, l.K, cfg);
+        ASSERT_TRUE(ql.ok());
+        std::vector<float> want(size_t(l.N) * l.K), have(want.size());
+        dequantize_linear(*ql, want.data());
+        if (got.w4) {
+          EXPECT_TRUE(keep_w4 && cfg.w_bit == 4);
+          w4_dequantize(*got.w4, have.data());
+        } else {
+          EXPECT_FALSE(keep_w4 && cfg.w_bit == 4);
+          have = got.weight;
+        }
+        ASSERT_EQ(have.size(), want.size());
+        for (size_t k = 0; k < want.size(); ++k) ASSERT_EQ(have[k], want[k]) << k;
+        ASSERT_EQ(got.bias.size(), l.bias.size());
+        for (size_t k = 0; k < l.bias.size(); ++k) EXPECT_EQ(got.bias[k], round_fp16(l.bias[k]));
+      }
+    }
+  }
+}
+
+TEST(CtCheckpoint, CorruptTensorsAreRefusedNamingTheTensor) {
+  TempDir td;
+  const TinyModel model(8);
+  QuantConfig cfg;
+  cfg.group_size = 32;
+  const fs::path out = td.path() / "tiny-ct";
+  ASSERT_TRUE(write_tiny(model, cfg, out, {}, {}, size_t(1) << 30, false,
+                         CheckpointFormat::CompressedTensors).ok());
+  auto sf = SafeTensors::open(out.string());
+  ASSERT_TRUE(sf.ok());
+  const std::string p = model.linears[0].prefix;  // q_proj: N 64, K 64
+  auto e = load_ct_linear(*sf, p, {4, 64, false}, 64, 64);  // file has 2 groups, not 1
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.error().message.find("'" + p + ".weight_scale' has shape [64, 2], expected [64, 1]"),
+            std::string::npos) << e.error().message;
+  e = load_ct_linear(*sf, p, {4, 32, false}, 64, 128);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.error().message.find(".weight_shape' is [64, 64], expected [64, 128]"),
+            std::string::npos) << e.error().message;
+  e = load_ct_linear(*sf, p, {4, 32, true}, 64, 64);  // zero points present but config symmetric
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.error().message.find("weight_zero_point is present"), std::string::npos);
+  e = load_ct_linear(*sf, "missing", {4, 32, false}, 64, 64);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.error().message.find("'missing.weight_shape' is missing"), std::string::npos);
+  e = load_ct_linear(*sf, p, {4, 32, false}, 64, 64);
+  EXPECT_TRUE(e.ok()) << e.error().message;
+}
+
+TEST(CtCheckpoint, UnsupportedConfigIsRefusedByTheModelLoader) {
+  TempDir td;
+  const TinyModel model(9);
+  QuantConfig cfg;
+  cfg.group_size = 32;
+  const fs::path out = td.path() / "tiny-ct";
+  ASSERT_TRUE(write_tiny(model, cfg, out, {}, {}, size_t(1) << 30, false,
+                         CheckpointFormat::CompressedTensors).ok());
+  auto j = nlohmann::json::parse(*read_text_file((out / "config.json").string()));
+  j["quantization_config"]["config_groups"]["group_0"]["input_activations"] = {
+      {"num_bits", 8}, {"type", "int"}, {"strategy", "token"}, {"dynamic", true}};
+  write_text(out / "config.json", j.dump(2));
+  auto m = load_model(out.string());
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.error().message.find("config_groups.group_0.input_activations"), std::string::npos)
+      << m.error().message;
+  EXPECT_NE(m.error().message.find("config.json"), std::string::npos) << m.error().message;
+}
+
+// The compressed-tensors library itself (scripts/check_ct_format.py) decompresses our checkpoint
+// to exactly our dequantized weights rounded to fp16 once (it dequantizes in the scale dtype).
+bool ct_python_ready() {
+  // find_spec only: importing torch takes seconds
+  return std::system("python3 -c 'import importlib.util as u, sys; sys.exit(0 if all(u.find_spec(m) "
+                     "for m in (\"compressed_tensors\", \"torch\", \"safetensors\")) else 1)' "
+                     ">/dev/null 2>&1") == 0;
+}
+
+// One python run (importing torch takes long) over (checkpoint, reference) pairs; returns the
+// per-pair verdict lines "OK" / "MISMATCH" / "ERROR".
+std::vector<std::string> run_ct_checker(const std::vector<std::pair<fs::path, fs::path>>& pairs) {
+  std::string cmd = std::string("python3 ") + AWQ_SOURCE_DIR + "/scripts/check_ct_format.py --pairs";
+  for (const auto& [c, r] : pairs) cmd += " '" + c.string() + "' '" + r.string() + "'";
+  std::vector<std::string> out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return out;
+  char line[4096];
+  while (std::fgets(line, sizeof line, p)) {
+    std::string l(line);
+    std::fputs(line, stdout);
+    if (l.rfind("RESULT ", 0) == 0) {
+      const size_t sp = l.find(' ', 7);
+      std::string v = l.substr(sp + 1);
+      while (!v.empty() && (v.back() == '\n' || v.back() == '\r')) v.pop_back();
+      out.push_back(v);
+    }
+  }
+  ::pclose(p);
+  return out;
+}
+
+TEST(CtFormat, CompressedTensorsLibraryDecompressesToOurWeights) {
+  if (!ct_python_ready()) {
+    if (std::getenv("CI")) FAIL() << "CI needs python3 with compressed-tensors and torch (make py-ref)";
+    GTEST_SKIP() << "python3 with compressed-tensors + torch not available (make py-ref)";
+  }
+  TempDir td;
+  const TinyModel model(10);
+  std::vector<std::pair<fs::path, fs::path>> pairs;
+  const std::vector<QuantConfig> cfgs = ct_configs();
+  for (size_t i = 0; i < cfgs.size(); ++i) {
+    SCOPED_TRACE(cfg_name(cfgs[i]));
+    const fs::path out = td.path() / ("tiny-ct-" + std::to_string(i));
+    const fs::path ref = td.path() / ("reference-" + std::to_string(i));
+    fs::create_directories(ref);
+    ASSERT_TRUE(write_tiny(model, cfgs[i], out, make_src_dir(td.path()), ref, 16 << 10, false,
+                           CheckpointFormat::CompressedTensors).ok());
+    pairs.emplace_back(out, ref / "model.safetensors");
+  }
+  // The checker must be able to fail: one reference weight of the first checkpoint moved by one
+  // fp16 ulp.
+  {
+    auto sf = SafeTensors::open(pairs[0].second.string());
+    ASSERT_TRUE(sf.ok());
+    std::vector<std::pair<std::string, std::vector<float>>> all;
+    for (const auto& n : sf->names()) all.emplace_back(n, *sf->to_f32(n));
+    const fs::path bad = td.path() / "reference_bad";
+    fs::create_directories(bad);
+    SafeTensorsWriter w(bad.string());
+    for (auto& [n, v] : all) {
+      if (n == "model.layers.0.mlp.up_proj.weight") {
+        const float x = round_fp16(v[123]);
+        v[123] = fp16_to_f32(uint16_t(f32_to_fp16(x) + 1));
+      }
+      ASSERT_TRUE(w.add_f32(n, DType::F32, sf->find(n)->shape, v.data()).ok());
+    }
+    ASSERT_TRUE(w.finish().ok());
+    pairs.emplace_back(pairs[0].first, bad / "model.safetensors");
+  }
+  const auto verdicts = run_ct_checker(pairs);
+  ASSERT_EQ(verdicts.size(), pairs.size());
+  for (size_t i = 0; i < cfgs.size(); ++i) EXPECT_EQ(verdicts[i], "OK") << cfg_name(cfgs[i]);
+  EXPECT_EQ(verdicts.back(), "MISMATCH");
 }
 
 }  // namespace
