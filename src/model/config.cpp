@@ -11,43 +11,6 @@ namespace awq {
 
 using json = nlohmann::json;
 
-const std::vector<Architecture>& supported_architectures() {
-  // Scale groups (spec §3.2): input norm -> q,k,v (compare attention); v -> o (only for
-  // multi-head attention); post-attention norm -> gate,up (compare MLP); up -> down.
-  static const std::vector<ScaleGroup> llama_groups = {
-      {ScaleGroup::Prev::AttnNorm, "", {"q_proj", "k_proj", "v_proj"}, ScaleGroup::Compare::Attention, false},
-      {ScaleGroup::Prev::Linear, "v_proj", {"o_proj"}, ScaleGroup::Compare::Linear, true},
-      {ScaleGroup::Prev::MlpNorm, "", {"gate_proj", "up_proj"}, ScaleGroup::Compare::Mlp, false},
-      {ScaleGroup::Prev::Linear, "up_proj", {"down_proj"}, ScaleGroup::Compare::Linear, false},
-  };
-  static const std::vector<Architecture> archs = {
-      {"LlamaForCausalLM", false, llama_groups},
-      {"MistralForCausalLM", false, llama_groups},
-      {"Qwen2ForCausalLM", true, llama_groups},
-  };
-  return archs;
-}
-
-Expected<const Architecture*> find_architecture(const std::string& name) {
-  for (const auto& a : supported_architectures())
-    if (a.name == name) return &a;
-  std::string list;
-  for (const auto& a : supported_architectures()) list += (list.empty() ? "" : ", ") + a.name;
-  return make_error("unsupported architecture \"", name, "\" (supported: ", list, ")");
-}
-
-const std::vector<std::string>& block_linear_names() {
-  static const std::vector<std::string> names = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
-                                                 "gate_proj", "up_proj", "down_proj"};
-  return names;
-}
-
-std::string linear_prefix(int layer, const std::string& short_name) {
-  const bool attn = short_name == "q_proj" || short_name == "k_proj" || short_name == "v_proj" ||
-                    short_name == "o_proj";
-  return "model.layers." + std::to_string(layer) + (attn ? ".self_attn." : ".mlp.") + short_name;
-}
-
 namespace {
 
 // Typed field readers that name the file and field on error.
@@ -78,7 +41,54 @@ struct Reader {
   }
 };
 
+// rope_scaling / rope_parameters object -> RopeScaling; `field` names it in errors.
+Status parse_scaling(const json& o, const std::string& src, const std::string& field,
+                     RopeScaling& rs) {
+  std::string type = o.value("rope_type", o.value("type", std::string()));
+  Reader r{o, src};
+  rs = RopeScaling{};
+  if (type == "llama3") {
+    rs.kind = RopeScaling::Kind::Llama3;
+    AWQ_ASSIGN(rs.factor, r.get_float("factor", 8.0f));
+    AWQ_ASSIGN(rs.low_freq_factor, r.get_float("low_freq_factor", 1.0f));
+    AWQ_ASSIGN(rs.high_freq_factor, r.get_float("high_freq_factor", 4.0f));
+    AWQ_ASSIGN(rs.original_max_position, r.get_int("original_max_position_embeddings", false, 8192));
+  } else if (type == "linear") {
+    rs.kind = RopeScaling::Kind::Linear;
+    AWQ_ASSIGN(rs.factor, r.get_float("factor", 1.0f));
+  } else if (type != "default" && !type.empty()) {
+    return make_error(src, ": ", field, ".rope_type \"", type,
+                      "\" is not supported (supported: llama3, linear, default)");
+  }
+  return Status::Ok();
+}
+
 }  // namespace
+
+Status parse_rope_fields(const json& j, const std::string& src, float def_theta, float& theta,
+                         RopeScaling& scaling, const char* where) {
+  const std::string pre = where && *where ? std::string(where) + "." : std::string();
+  Reader r{j, src};
+  scaling = RopeScaling{};
+  if (auto it = j.find("rope_parameters"); it != j.end() && !it->is_null()) {
+    // Transformers 5: {"rope_theta": ..., "rope_type": ..., "factor": ...}
+    if (!it->is_object())
+      return make_error(src, ": field \"", pre, "rope_parameters\" must be an object, got ",
+                        it->dump());
+    if (it->contains("full_attention") || it->contains("sliding_attention"))
+      return make_error(src, ": field \"", pre,
+                        "rope_parameters\" is given per layer type (full_attention/"
+                        "sliding_attention), which this architecture does not have");
+    Reader rp{*it, src};
+    AWQ_ASSIGN(const float top, r.get_float("rope_theta", def_theta));
+    AWQ_ASSIGN(theta, rp.get_float("rope_theta", top));
+    return parse_scaling(*it, src, pre + "rope_parameters", scaling);
+  }
+  AWQ_ASSIGN(theta, r.get_float("rope_theta", def_theta));
+  if (auto it = j.find("rope_scaling"); it != j.end() && it->is_object())
+    return parse_scaling(*it, src, pre + "rope_scaling", scaling);
+  return Status::Ok();
+}
 
 Expected<ModelConfig> parse_model_config(const std::string& text, const std::string& src) {
   json j;
@@ -110,7 +120,6 @@ Expected<ModelConfig> parse_model_config(const std::string& text, const std::str
   AWQ_ASSIGN(c.vocab, r.get_int("vocab_size", true));
   AWQ_ASSIGN(c.max_position, r.get_int("max_position_embeddings", false, 2048));
   AWQ_ASSIGN(c.rms_eps, r.get_float("rms_norm_eps", 1e-6f));
-  AWQ_ASSIGN(c.rope_theta, r.get_float("rope_theta", 10000.0f));
   AWQ_ASSIGN(c.tie_embeddings, r.get_bool("tie_word_embeddings", false));
   if (c.hidden == 0 || c.n_heads == 0 || c.n_layers == 0 || c.vocab == 0 || c.intermediate == 0)
     return make_error(src, ": hidden_size, intermediate_size, num_hidden_layers, "
@@ -128,24 +137,19 @@ Expected<ModelConfig> parse_model_config(const std::string& text, const std::str
       for (auto& e : *it)
         if (e.is_number_integer()) c.eos_ids.push_back(e);
   }
-  if (auto it = j.find("rope_scaling"); it != j.end() && it->is_object()) {
-    std::string type = it->value("rope_type", it->value("type", std::string()));
-    Reader rs{*it, src};
-    if (type == "llama3") {
-      c.rope_scaling.kind = RopeScaling::Kind::Llama3;
-      AWQ_ASSIGN(c.rope_scaling.factor, rs.get_float("factor", 8.0f));
-      AWQ_ASSIGN(c.rope_scaling.low_freq_factor, rs.get_float("low_freq_factor", 1.0f));
-      AWQ_ASSIGN(c.rope_scaling.high_freq_factor, rs.get_float("high_freq_factor", 4.0f));
-      AWQ_ASSIGN(c.rope_scaling.original_max_position,
-                 rs.get_int("original_max_position_embeddings", false, 8192));
-    } else if (type == "linear") {
-      c.rope_scaling.kind = RopeScaling::Kind::Linear;
-      AWQ_ASSIGN(c.rope_scaling.factor, rs.get_float("factor", 1.0f));
-    } else if (type != "default" && !type.empty()) {
-      return make_error(src, ": rope_scaling type \"", type,
-                        "\" is not supported (supported: llama3, linear, default)");
-    }
+  {
+    auto rp = j.find("rope_parameters");
+    const bool per_type = rp != j.end() && rp->is_object() &&
+                          (rp->contains("full_attention") || rp->contains("sliding_attention"));
+    if (!(per_type && c.arch->rope_per_layer_type))  // else the family reads it
+      AWQ_TRY(parse_rope_fields(j, src, 10000.0f, c.rope_theta, c.rope_scaling, ""));
   }
+  c.layer_window.assign(c.n_layers, 0);
+  if (c.arch->embed_scale_sqrt_hidden) c.embed_scale = std::sqrt((float)c.hidden);
+  if (c.arch->parse_config) AWQ_TRY(c.arch->parse_config(j, c, src));
+  if ((int)c.layer_window.size() != c.n_layers)
+    return make_error(src, ": internal: ", c.layer_window.size(), " layer windows for ",
+                      c.n_layers, " layers");
   if (auto it = j.find("quantization_config"); it != j.end() && it->is_object()) {
     auto& q = *it;
     std::string method = q.value("quant_method", std::string());
@@ -180,6 +184,9 @@ Expected<ModelConfig> parse_model_config(const std::string& text, const std::str
 }
 
 Expected<ModelConfig> load_model_config(const std::string& dir) {
+  if (dir.size() > 5 && dir.ends_with(".gguf"))
+    return make_error(dir, ": is a GGUF file; this command needs a Hugging Face model directory "
+                           "(convert it first: awq convert ", dir, " OUT_DIR)");
   std::string path = dir;
   if (path.size() < 5 || path.substr(path.size() - 5) != ".json") path += "/config.json";
   AWQ_ASSIGN(std::string text, read_text_file(path));

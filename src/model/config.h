@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "model/arch.h"
 
 namespace awq {
 
@@ -27,26 +28,6 @@ struct QuantizationInfo {  // from config.json "quantization_config" (AWQ checkp
   std::vector<std::string> modules_to_not_convert;
 };
 
-// One AWQ scale group: the op whose output feeds `linears` (a norm or a linear),
-// the linears that share one scale vector, and the module whose output the search compares.
-struct ScaleGroup {
-  enum class Prev { AttnNorm, MlpNorm, Linear } prev_kind;
-  std::string prev_linear;            // when prev_kind == Linear: e.g. "v_proj"
-  std::vector<std::string> linears;   // e.g. {"q_proj", "k_proj", "v_proj"}
-  enum class Compare { Attention, Mlp, Linear } compare;
-  bool requires_same_shape = false;   // v -> o only for multi-head attention
-};
-
-struct Architecture {
-  std::string name;                   // "LlamaForCausalLM"
-  bool qkv_bias = false;
-  std::vector<ScaleGroup> scale_groups;
-};
-
-// The supported architectures; an error for an unknown name lists them.
-const std::vector<Architecture>& supported_architectures();
-Expected<const Architecture*> find_architecture(const std::string& name);
-
 struct ModelConfig {
   const Architecture* arch = nullptr;
   std::string model_type;
@@ -65,16 +46,29 @@ struct ModelConfig {
   int bos_id = -1;
   std::vector<int> eos_ids;
   QuantizationInfo quant;
+  // Block recipe details read from the family's fields (model/arch.h).
+  Activation act = Activation::Silu;
+  std::vector<int> layer_window;  // per layer: 0 = full causal attention, else keys in window
+  float rope_local_theta = 0.0f;  // RoPE base of sliding-window layers (Gemma 3); 0 = rope_theta
+  float attn_scale = 0.0f;        // score scale; 0 = 1/sqrt(head_dim)
+  float embed_scale = 1.0f;       // embeddings times this (Gemma: sqrt(hidden))
+  float attn_softcap = 0.0f;      // scores = cap * tanh(scores / cap) when > 0 (Gemma 2)
+  float final_softcap = 0.0f;     // logits = cap * tanh(logits / cap) when > 0 (Gemma 2)
   std::string json_text;  // the original config.json text
+
+  int window_of(int layer) const {
+    return layer >= 0 && layer < (int)layer_window.size() ? layer_window[layer] : 0;
+  }
+  bool local_rope(int layer) const { return rope_local_theta > 0.0f && window_of(layer) > 0; }
 };
 
 // Parse `dir`/config.json (or a config.json path). Errors name the file and field.
 Expected<ModelConfig> load_model_config(const std::string& dir);
 Expected<ModelConfig> parse_model_config(const std::string& json_text, const std::string& source);
 
-// The linear layers of one decoder block, by short name, in execution order.
-const std::vector<std::string>& block_linear_names();  // q_proj k_proj v_proj o_proj gate_proj up_proj down_proj
-// Full tensor-name prefix of a block linear: "model.layers.3.self_attn.q_proj".
-std::string linear_prefix(int layer, const std::string& short_name);
+// RoPE fields of a config object: top-level "rope_theta" + "rope_scaling" (Transformers 4) or
+// "rope_parameters": {"rope_theta", "rope_type", ...} (Transformers 5). Exposed for the families.
+Status parse_rope_fields(const nlohmann::json& j, const std::string& src, float def_theta,
+                         float& theta, RopeScaling& scaling, const char* where);
 
 }  // namespace awq

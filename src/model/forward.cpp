@@ -45,16 +45,17 @@ void rms_norm(const float* x, const float* w, int64_t n_tok, int dim, float eps,
   }
 }
 
-void Rope::build(const ModelConfig& cfg, int n_pos) {
-  head_dim = cfg.head_dim;
+namespace {
+
+void build_tables(float theta, const RopeScaling& rs, int head_dim, int n_pos,
+                  std::vector<float>& cos, std::vector<float>& sin) {
   const int half = head_dim / 2;
   // inv_freq as HF computes it: 1 / theta^(2i/d) in fp32
   std::vector<float> inv_freq(half);
   for (int i = 0; i < half; ++i) {
     const float expo = (float)(2 * i) / (float)head_dim;
-    inv_freq[i] = 1.0f / std::pow(cfg.rope_theta, expo);
+    inv_freq[i] = 1.0f / std::pow(theta, expo);
   }
-  const RopeScaling& rs = cfg.rope_scaling;
   if (rs.kind == RopeScaling::Kind::Linear) {
     for (auto& f : inv_freq) f /= rs.factor;
   } else if (rs.kind == RopeScaling::Kind::Llama3) {
@@ -81,12 +82,25 @@ void Rope::build(const ModelConfig& cfg, int n_pos) {
     }
 }
 
-void Rope::apply(float* x, int64_t n_rows, int n_heads, const int* positions) const {
+}  // namespace
+
+void Rope::build(const ModelConfig& cfg, int n_pos) {
+  head_dim = cfg.head_dim;
+  build_tables(cfg.rope_theta, cfg.rope_scaling, head_dim, n_pos, cos, sin);
+  cos_local.clear();
+  sin_local.clear();
+  if (cfg.rope_local_theta > 0.0f)
+    build_tables(cfg.rope_local_theta, RopeScaling{}, head_dim, n_pos, cos_local, sin_local);
+}
+
+void Rope::apply(float* x, int64_t n_rows, int n_heads, const int* positions, bool local) const {
   const int half = head_dim / 2;
+  const float* ct = local && !cos_local.empty() ? cos_local.data() : cos.data();
+  const float* st = local && !sin_local.empty() ? sin_local.data() : sin.data();
 #pragma omp parallel for if (n_rows > 16)
   for (int64_t t = 0; t < n_rows; ++t) {
-    const float* c = cos.data() + (size_t)positions[t] * half;
-    const float* s = sin.data() + (size_t)positions[t] * half;
+    const float* c = ct + (size_t)positions[t] * half;
+    const float* s = st + (size_t)positions[t] * half;
     for (int h = 0; h < n_heads; ++h) {
       float* v = x + (t * n_heads + h) * head_dim;
       for (int i = 0; i < half; ++i) {
@@ -103,10 +117,10 @@ namespace {
 // Causal attention for one sequence: q [T][n_heads*hd], k/v [S][n_kv*hd] where query t sits
 // at position pos0 + t and may attend keys [0, pos0 + t]. out [T][n_heads*hd].
 void causal_attention(const ModelConfig& cfg, const float* q, const float* k, const float* v,
-                      int T, int pos0, float* out) {
+                      int T, int pos0, int window, float* out) {
   const int hd = cfg.head_dim, nh = cfg.n_heads, nkv = cfg.n_kv_heads;
   const int group = nh / nkv;
-  const float scale = 1.0f / std::sqrt((float)hd);
+  const float scale = attention_scale(cfg);
   constexpr int kChunk = 64;
   const int n_chunks = (T + kChunk - 1) / kChunk;
   const int S_max = pos0 + T;
@@ -125,7 +139,7 @@ void causal_attention(const ModelConfig& cfg, const float* q, const float* k, co
                     scores.data(), S);
         for (int i = 0; i < rows; ++i) {
           float* row = scores.data() + (size_t)i * S;
-          softmax_row(row, pos0 + r0 + i + 1, S);
+          attention_softmax(cfg, window, row, pos0 + r0 + i, S);
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, S, 1.0f, scores.data(), S,
                     v + kvh * hd, nkv * hd, 0.0f, out + (size_t)r0 * nh * hd + h * hd, nh * hd);
@@ -134,6 +148,40 @@ void causal_attention(const ModelConfig& cfg, const float* q, const float* k, co
 }
 
 }  // namespace
+
+float attention_scale(const ModelConfig& cfg) {
+  return cfg.attn_scale > 0.0f ? cfg.attn_scale : 1.0f / std::sqrt((float)cfg.head_dim);
+}
+
+void attention_softmax(const ModelConfig& cfg, int window, float* row, int q_pos, int S) {
+  const int lo = window > 0 ? std::max(0, q_pos - window + 1) : 0;
+  if (cfg.attn_softcap > 0.0f) {
+    const float cap = cfg.attn_softcap;
+    for (int j = lo; j <= q_pos; ++j) row[j] = std::tanh(row[j] / cap) * cap;
+  }
+  if (lo == 0) {
+    softmax_row(row, q_pos + 1, S);
+    return;
+  }
+  std::fill(row, row + lo, 0.0f);
+  softmax_row(row + lo, q_pos + 1 - lo, S - lo);
+}
+
+void qk_norm(const ModelConfig& cfg, const BlockWeights& b, float* q, float* k, int64_t n_rows) {
+  if (!b.q_norm.empty())
+    rms_norm(q, b.q_norm.data(), n_rows * cfg.n_heads, cfg.head_dim, cfg.rms_eps, q);
+  if (!b.k_norm.empty())
+    rms_norm(k, b.k_norm.data(), n_rows * cfg.n_kv_heads, cfg.head_dim, cfg.rms_eps, k);
+}
+
+void add_residual(const ModelConfig& cfg, const std::vector<float>& post_norm, float* x, float* y,
+                  int64_t n_rows) {
+  const int H = cfg.hidden;
+  if (!post_norm.empty()) rms_norm(y, post_norm.data(), n_rows, H, cfg.rms_eps, y);
+  const int64_t n = n_rows * H;
+#pragma omp parallel for if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
 
 void attention_forward(const ModelConfig& cfg, const BlockWeights& b, const Rope& rope,
                        const float* xn, int n_seq, int T, float* out, float* o_in) {
@@ -145,8 +193,10 @@ void attention_forward(const ModelConfig& cfg, const BlockWeights& b, const Rope
   linear_forward(b.v, xn, n_tok, v.data());
   std::vector<int> pos((size_t)n_tok);
   for (int64_t t = 0; t < n_tok; ++t) pos[t] = (int)(t % T);
-  rope.apply(q.data(), n_tok, cfg.n_heads, pos.data());
-  rope.apply(k.data(), n_tok, cfg.n_kv_heads, pos.data());
+  qk_norm(cfg, b, q.data(), k.data(), n_tok);
+  const bool local = cfg.local_rope(b.layer);
+  rope.apply(q.data(), n_tok, cfg.n_heads, pos.data(), local);
+  rope.apply(k.data(), n_tok, cfg.n_kv_heads, pos.data(), local);
   std::vector<float> attn_local;
   float* attn = o_in;
   if (!attn) {
@@ -156,7 +206,7 @@ void attention_forward(const ModelConfig& cfg, const BlockWeights& b, const Rope
   for (int s = 0; s < n_seq; ++s) {
     const size_t t0 = (size_t)s * T;
     causal_attention(cfg, q.data() + t0 * qd, k.data() + t0 * kvd, v.data() + t0 * kvd, T, 0,
-                     attn + t0 * qd);
+                     cfg.window_of(b.layer), attn + t0 * qd);
   }
   linear_forward(b.o, attn, n_tok, out);
 }
@@ -174,9 +224,18 @@ void mlp_forward(const ModelConfig& cfg, const BlockWeights& b, const float* xn,
   linear_forward(b.up, xn, n_tok, u);
   const int64_t n = n_tok * I;
   const int64_t chunk = 16384;
+  if (cfg.act == Activation::GeluTanh) {
 #pragma omp parallel for if (n > 65536)
-  for (int64_t i = 0; i < n; i += chunk)
-    silu_mul(g.data() + i, u + i, std::min(chunk, n - i));  // u = silu(gate) * up
+    for (int64_t i = 0; i < n; ++i) {  // u = gelu_tanh(gate) * up, as torch's tanh approximation
+      const float x = g[i];
+      const float inner = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+      u[i] *= 0.5f * x * (1.0f + std::tanh(inner));
+    }
+  } else {
+#pragma omp parallel for if (n > 65536)
+    for (int64_t i = 0; i < n; i += chunk)
+      silu_mul(g.data() + i, u + i, std::min(chunk, n - i));  // u = silu(gate) * up
+  }
   linear_forward(b.down, u, n_tok, out);
 }
 
@@ -200,14 +259,11 @@ void block_forward(const ModelConfig& cfg, const BlockWeights& b, const Rope& ro
   }
   rms_norm(x, b.attn_norm.data(), n_tok, H, cfg.rms_eps, xn);
   attention_forward(cfg, b, rope, xn, n_seq, T, tmp.data(), o_in);
-  const int64_t n = n_tok * H;
-#pragma omp parallel for if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) x[i] += tmp[i];
+  add_residual(cfg, b.post_attn_norm, x, tmp.data(), n_tok);
   if (rec) xn = rec->mlp_in.data();
   rms_norm(x, b.mlp_norm.data(), n_tok, H, cfg.rms_eps, xn);
   mlp_forward(cfg, b, xn, n_tok, tmp.data(), down_in);
-#pragma omp parallel for if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) x[i] += tmp[i];
+  add_residual(cfg, b.post_mlp_norm, x, tmp.data(), n_tok);
 }
 
 void embed_tokens(const Model& m, const int32_t* tokens, int64_t n_tok, float* x) {
@@ -215,6 +271,8 @@ void embed_tokens(const Model& m, const int32_t* tokens, int64_t n_tok, float* x
   for (int64_t t = 0; t < n_tok; ++t) {
     const int32_t id = std::clamp<int32_t>(tokens[t], 0, m.cfg.vocab - 1);
     std::memcpy(x + t * H, m.embed.data() + (size_t)id * H, sizeof(float) * H);
+    if (m.cfg.embed_scale != 1.0f)
+      for (int i = 0; i < H; ++i) x[t * H + i] *= m.cfg.embed_scale;
   }
 }
 
@@ -233,11 +291,22 @@ void forward_hidden(const Model& m, const int32_t* tokens, int n_seq, int T, flo
 
 namespace {
 constexpr int64_t kF16MaxRows = 16;  // above this the fp32 sgemm is faster (compute-bound)
+
+// Final-logit soft-capping (Gemma 2): logits = cap * tanh(logits / cap).
+void softcap_logits(const ModelConfig& cfg, float* logits, int64_t n_tok) {
+  if (cfg.final_softcap <= 0.0f) return;
+  const float cap = cfg.final_softcap;
+  const int64_t n = n_tok * cfg.vocab;
+#pragma omp parallel for if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) logits[i] = std::tanh(logits[i] / cap) * cap;
 }
+
+}  // namespace
 
 void lm_head_decode(const Model& m, const float* hidden, int64_t n_tok, float* logits) {
   if (!m.lm_head_q8.empty() && n_tok <= kF16MaxRows) {
     q8_matmul(m.lm_head_q8, hidden, (int)n_tok, logits);
+    softcap_logits(m.cfg, logits, n_tok);
     return;
   }
   lm_head_forward(m, hidden, n_tok, logits);
@@ -246,11 +315,13 @@ void lm_head_decode(const Model& m, const float* hidden, int64_t n_tok, float* l
 void lm_head_forward(const Model& m, const float* hidden, int64_t n_tok, float* logits) {
   if (!m.lm_head_f16.empty() && n_tok <= kF16MaxRows) {
     f16_matmul(m.lm_head_f16.data(), m.cfg.vocab, m.cfg.hidden, hidden, (int)n_tok, logits);
+    softcap_logits(m.cfg, logits, n_tok);
     return;
   }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n_tok, m.cfg.vocab, m.cfg.hidden,
               1.0f, hidden, m.cfg.hidden, m.lm_head_weight(), m.cfg.hidden, 0.0f, logits,
               m.cfg.vocab);
+  softcap_logits(m.cfg, logits, n_tok);
 }
 
 }  // namespace awq

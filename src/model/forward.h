@@ -23,12 +23,29 @@ void linear_forward(const Linear& l, const float* x, int64_t M, float* y);
 void rms_norm(const float* x, const float* w, int64_t n_tok, int dim, float eps, float* y);
 
 // Rotary tables for positions [0, n_pos): cos/sin [n_pos][head_dim/2] (HF rotate_half layout).
+// Models with a second RoPE base for their sliding-window layers (Gemma 3) also get the local
+// tables; apply(..., local = cfg.local_rope(layer)) picks them.
 struct Rope {
   int head_dim = 0;
   std::vector<float> cos, sin;
+  std::vector<float> cos_local, sin_local;
   void build(const ModelConfig& cfg, int n_pos);
-  void apply(float* x, int64_t n_tok_rows, int n_heads, const int* positions) const;
+  void apply(float* x, int64_t n_tok_rows, int n_heads, const int* positions,
+             bool local = false) const;
 };
+
+// ---- per-layer recipe pieces shared by the forward and the KV engine ----
+// Score scale of attention: cfg.attn_scale, or 1/sqrt(head_dim).
+float attention_scale(const ModelConfig& cfg);
+// One row of scaled scores for keys [0, S) of a query at position q_pos (S > q_pos): soft-caps
+// the visible keys (cfg.attn_softcap), then softmax over the keys the query sees — [0, q_pos],
+// or (q_pos - window, q_pos] when window > 0 — and zero elsewhere.
+void attention_softmax(const ModelConfig& cfg, int window, float* row, int q_pos, int S);
+// Per-head RMSNorm of q [n_rows][n_heads*hd] and k [n_rows][n_kv*hd] when the block has q/k norms.
+void qk_norm(const ModelConfig& cfg, const BlockWeights& b, float* q, float* k, int64_t n_rows);
+// x += post_norm(y) (Gemma 2/3 post-norms), or x += y when post_norm is empty; y is overwritten.
+void add_residual(const ModelConfig& cfg, const std::vector<float>& post_norm, float* x, float* y,
+                  int64_t n_rows);
 
 // Self-attention module: xn [n_seq*T][hidden] (already normed) -> out [n_seq*T][hidden].
 // If o_in is non-null it receives the input of o_proj [n_seq*T][n_heads*head_dim].

@@ -24,7 +24,41 @@ const Linear& BlockWeights::linear(const std::string& n) const {
   return down;
 }
 
+std::vector<float>& BlockWeights::norm(NormSlot s) {
+  return const_cast<std::vector<float>&>(static_cast<const BlockWeights*>(this)->norm(s));
+}
+const std::vector<float>& BlockWeights::norm(NormSlot s) const {
+  switch (s) {
+    case NormSlot::Attn: return attn_norm;
+    case NormSlot::PostAttn: return post_attn_norm;
+    case NormSlot::Mlp: return mlp_norm;
+    case NormSlot::PostMlp: return post_mlp_norm;
+    case NormSlot::Q: return q_norm;
+    default: return k_norm;
+  }
+}
+
+int norm_width(const ModelConfig& cfg, NormSlot s) {
+  return s == NormSlot::Q || s == NormSlot::K ? cfg.head_dim : cfg.hidden;
+}
+
+std::vector<float> stored_norm(const ModelConfig& cfg, const std::vector<float>& held) {
+  std::vector<float> w = held;
+  if (cfg.arch && cfg.arch->norm == NormKind::RmsPlusOne)
+    for (auto& x : w) x -= 1.0f;
+  return w;
+}
+
 namespace {
+
+// A norm weight as the forward uses it (1 + w for Gemma), from the file's w.
+Expected<std::vector<float>> load_norm(const SafeTensors& st, const ModelConfig& cfg,
+                                       const std::string& name, int width) {
+  AWQ_ASSIGN(std::vector<float> w, st.to_f32(name, {width}));
+  if (cfg.arch->norm == NormKind::RmsPlusOne)
+    for (auto& x : w) x += 1.0f;
+  return w;
+}
 
 bool module_not_converted(const ModelConfig& cfg, const std::string& prefix) {
   for (const auto& m : cfg.quant.modules_to_not_convert)
@@ -122,28 +156,36 @@ Status load_linear(const SafeTensors& st, const ModelConfig& cfg, const std::str
 
 }  // namespace
 
+LinearShape linear_shape(const ModelConfig& cfg, const std::string& n) {
+  const int H = cfg.hidden, qd = cfg.n_heads * cfg.head_dim, kvd = cfg.n_kv_heads * cfg.head_dim;
+  if (n == "q_proj") return {H, qd};
+  if (n == "k_proj" || n == "v_proj") return {H, kvd};
+  if (n == "o_proj") return {qd, H};
+  if (n == "gate_proj" || n == "up_proj") return {H, cfg.intermediate};
+  return {cfg.intermediate, H};  // down_proj
+}
+
 Expected<BlockWeights> load_block(const SafeTensors& st, const ModelConfig& cfg, int layer,
                                   const LoadOptions& opt) {
   BlockWeights b;
+  b.layer = layer;
+  const Architecture& a = *cfg.arch;
   const std::string p = "model.layers." + std::to_string(layer) + ".";
-  const int H = cfg.hidden, qd = cfg.n_heads * cfg.head_dim, kvd = cfg.n_kv_heads * cfg.head_dim;
-  AWQ_ASSIGN(b.attn_norm, st.to_f32(p + "input_layernorm.weight", {H}));
-  AWQ_ASSIGN(b.mlp_norm, st.to_f32(p + "post_attention_layernorm.weight", {H}));
-  const bool qb = cfg.arch->qkv_bias;
-  AWQ_TRY(load_linear(st, cfg, p + "self_attn.q_proj", H, qd, qb, b.q, opt));
-  AWQ_TRY(load_linear(st, cfg, p + "self_attn.k_proj", H, kvd, qb, b.k, opt));
-  AWQ_TRY(load_linear(st, cfg, p + "self_attn.v_proj", H, kvd, qb, b.v, opt));
-  AWQ_TRY(load_linear(st, cfg, p + "self_attn.o_proj", qd, H, false, b.o, opt));
-  AWQ_TRY(load_linear(st, cfg, p + "mlp.gate_proj", H, cfg.intermediate, false, b.gate, opt));
-  AWQ_TRY(load_linear(st, cfg, p + "mlp.up_proj", H, cfg.intermediate, false, b.up, opt));
-  AWQ_TRY(load_linear(st, cfg, p + "mlp.down_proj", cfg.intermediate, H, false, b.down, opt));
+  for (const NormName& n : a.block_norms) {
+    AWQ_ASSIGN(b.norm(n.slot), load_norm(st, cfg, p + n.hf, norm_width(cfg, n.slot)));
+  }
+  for (const LinearName& ln : a.linears) {
+    const LinearShape s = linear_shape(cfg, ln.name);
+    const bool qkv = ln.name == "q_proj" || ln.name == "k_proj" || ln.name == "v_proj";
+    AWQ_TRY(load_linear(st, cfg, p + ln.hf, s.in, s.out, qkv && a.qkv_bias, b.linear(ln.name), opt));
+  }
   return b;
 }
 
 Status load_globals(const SafeTensors& st, Model& m) {
   const ModelConfig& c = m.cfg;
   AWQ_ASSIGN(m.embed, st.to_f32("model.embed_tokens.weight", {c.vocab, c.hidden}));
-  AWQ_ASSIGN(m.final_norm, st.to_f32("model.norm.weight", {c.hidden}));
+  AWQ_ASSIGN(m.final_norm, load_norm(st, c, "model.norm.weight", c.hidden));
   if (!c.tie_embeddings || st.find("lm_head.weight")) {
     if (!st.find("lm_head.weight") && !c.tie_embeddings)
       return make_error("missing tensor lm_head.weight (config says tie_word_embeddings=false)");

@@ -21,13 +21,25 @@ struct Linear {
   std::shared_ptr<W4Matrix> w4;   // AWQ 4-bit weights for the fast kernels (optional)
 };
 
+// Norm weights are held as the effective multiplier (1 + w for NormKind::RmsPlusOne).
+// The norms an architecture does not have stay empty.
 struct BlockWeights {
-  std::vector<float> attn_norm;   // [hidden] input_layernorm
-  std::vector<float> mlp_norm;    // [hidden] post_attention_layernorm
+  int layer = 0;                  // index in the model (per-layer window / RoPE base)
+  std::vector<float> attn_norm;   // [hidden] before attention (input_layernorm)
+  std::vector<float> mlp_norm;    // [hidden] before the MLP (Llama: post_attention_layernorm)
+  std::vector<float> post_attn_norm, post_mlp_norm;  // [hidden] Gemma 2/3
+  std::vector<float> q_norm, k_norm;                 // [head_dim] Qwen 3, Gemma 3
   Linear q, k, v, o, gate, up, down;
   Linear& linear(const std::string& short_name);
   const Linear& linear(const std::string& short_name) const;
+  std::vector<float>& norm(NormSlot s);
+  const std::vector<float>& norm(NormSlot s) const;
 };
+
+// Width of a block norm: head_dim for q/k norms, else hidden.
+int norm_width(const ModelConfig& cfg, NormSlot s);
+// The stored form of a norm weight held in memory (the effective multiplier minus 1 for (1 + w)).
+std::vector<float> stored_norm(const ModelConfig& cfg, const std::vector<float>& held);
 
 struct Model {
   ModelConfig cfg;
@@ -63,6 +75,12 @@ struct LoadOptions {
   // AWQ_LM_HEAD. Evaluation (ppl, kl) asks for F16: it never uses the 8-bit head.
   LmHeadFormat lm_head = LmHeadFormat::Default;
 };
+
+// Input/output width of a block linear by short name (q_proj: hidden -> n_heads * head_dim).
+struct LinearShape {
+  int in, out;
+};
+LinearShape linear_shape(const ModelConfig& cfg, const std::string& short_name);
 
 // Load one block's weights (fp32, dequantized if the checkpoint is AWQ).
 Expected<BlockWeights> load_block(const SafeTensors& st, const ModelConfig& cfg, int layer,

@@ -13,7 +13,7 @@
 #include "core/flops.h"
 #include "core/progress.h"
 #include "core/threads.h"
-#include "io/gguf_convert.h"
+#include "model/gguf_convert.h"
 #include "io/safetensors.h"
 #include "io/tokenizer.h"
 #include "model/forward.h"
@@ -126,7 +126,7 @@ struct PhaseWork {
 };
 
 // [out, in] of a block linear from the config.
-std::pair<double, double> linear_shape(const ModelConfig& c, const std::string& n) {
+std::pair<double, double> linear_nk(const ModelConfig& c, const std::string& n) {
   const double H = c.hidden, qd = (double)c.n_heads * c.head_dim,
                kvd = (double)c.n_kv_heads * c.head_dim, I = c.intermediate;
   if (n == "q_proj") return {qd, H};
@@ -136,12 +136,19 @@ std::pair<double, double> linear_shape(const ModelConfig& c, const std::string& 
   return {H, I};  // down_proj
 }
 
+// Short names of the block linears of the model's architecture, in execution order.
+std::vector<std::string> block_linear_names(const ModelConfig& c) {
+  std::vector<std::string> v;
+  for (const LinearName& l : c.arch->linears) v.push_back(l.name);
+  return v;
+}
+
 std::vector<PhaseWork> block_phase_work(const ModelConfig& c, const QuantizeOptions& o, int NB,
                                         int T, int n_search) {
   constexpr double kElem = 10;  // work per element of a non-sgemm pass
   double params = 0;
-  for (const auto& n : block_linear_names()) {
-    const auto [N, K] = linear_shape(c, n);
+  for (const auto& n : block_linear_names(c)) {
+    const auto [N, K] = linear_nk(c, n);
     params += N * K;
   }
   if (o.method != QuantizeOptions::Method::Awq) return {{"quantize", kElem * params}};
@@ -166,14 +173,14 @@ std::vector<PhaseWork> block_phase_work(const ModelConfig& c, const QuantizeOpti
   w.push_back({"forward", fwd});
   auto clipped = [&](const std::string& n) { return n != "q_proj" && n != "k_proj"; };
   for (const ScaleGroup& g : c.arch->scale_groups) {
-    const auto [N0, K0] = linear_shape(c, g.linears[0]);
+    const auto [N0, K0] = linear_nk(c, g.linears[0]);
     if (g.requires_same_shape && g.prev_kind == ScaleGroup::Prev::Linear) {
-      const auto [Np, Kp] = linear_shape(c, g.prev_linear);
+      const auto [Np, Kp] = linear_nk(c, g.prev_linear);
       if ((Np != N0 || Kp != K0) && !o.gqa_o_scaling) continue;
     }
     double eval = 0, prep = 0;
     for (const auto& n : g.linears) {
-      const auto [N, K] = linear_shape(c, n);
+      const auto [N, K] = linear_nk(c, n);
       prep += kElem * N * K * 3;  // scale, fake-quantize, unscale
       if (o.clip_aware_search && clip_gram && clipped(n))
         prep += clip_work(N, K, SearchOptions::ClipMode::GramAsym);
@@ -181,7 +188,7 @@ std::vector<PhaseWork> block_phase_work(const ModelConfig& c, const QuantizeOpti
     if (g.compare == ScaleGroup::Compare::Attention) {
       double pa = 0;
       for (const char* n : {"q_proj", "k_proj", "v_proj", "o_proj"}) {
-        const auto [N, K] = linear_shape(c, n);
+        const auto [N, K] = linear_nk(c, n);
         pa += N * K;
       }
       eval = 2 * pa * tok_s + 2 * qd * T * tok_s;
@@ -194,9 +201,9 @@ std::vector<PhaseWork> block_phase_work(const ModelConfig& c, const QuantizeOpti
   }
   if (so.clip) {
     double cw = 0;
-    for (const auto& n : block_linear_names()) {
+    for (const auto& n : block_linear_names(c)) {
       if (!clipped(n)) continue;
-      const auto [N, K] = linear_shape(c, n);
+      const auto [N, K] = linear_nk(c, n);
       cw += clip_work(N, K, so.clip_mode);
     }
     w.push_back({"clip", cw});
@@ -342,6 +349,8 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
       if (id < 0 || id >= cfg.vocab)
         return make_error("calibration token id ", id, " outside the vocabulary (", cfg.vocab, ")");
       std::memcpy(x.data() + t * H, embed.data() + (size_t)id * H, sizeof(float) * H);
+      if (cfg.embed_scale != 1.0f)  // Gemma: the block input is the scaled embedding
+        for (int i = 0; i < H; ++i) x[t * H + i] *= cfg.embed_scale;
     }
     AWQ_TRY(writer.add_fp16("model.embed_tokens.weight", {cfg.vocab, H}, embed.data()));
   }
@@ -357,8 +366,8 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
   int chunk = 1;
   {
     double params = 0;
-    for (const auto& n : block_linear_names()) {
-      const auto [N, K] = linear_shape(cfg, n);
+    for (const auto& n : block_linear_names(cfg)) {
+      const auto [N, K] = linear_nk(cfg, n);
       params += N * K;
     }
     const double per_seq = 2 * params * T + 2.0 * cfg.n_heads * cfg.head_dim * T * T;
@@ -424,7 +433,7 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
       // modules left unconverted.
       auto clipped = [&](const std::string& n) {
         return n != "q_proj" && n != "k_proj" &&
-               !not_converted(opt.modules_to_not_convert, linear_prefix(layer, n));
+               !not_converted(opt.modules_to_not_convert, cfg.arch->linear_prefix(layer, n));
       };
       for (int c0 = 0; c0 < NB; c0 += chunk) {
         const int nb = std::min(chunk, NB - c0);
@@ -573,8 +582,9 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
       if (opt.search.clip) {
         phase("clip");
         int n_done = 0;
-        for (const auto& n : block_linear_names()) {
-          report_phase_fraction((double)n_done++ / (double)block_linear_names().size());
+        for (const LinearName& ln : cfg.arch->linears) {
+          const std::string& n = ln.name;
+          report_phase_fraction((double)n_done++ / (double)cfg.arch->linears.size());
           AWQ_TRY(check_cancel(opt));
           if (!clipped(n)) continue;
           const Input in = input_of(n);
@@ -592,11 +602,14 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
     }
     // 4. quantize and write the block
     const std::string lp = "model.layers." + std::to_string(layer) + ".";
-    AWQ_TRY(add_fp16(lp + "input_layernorm.weight", {H}, b.attn_norm.data()));
-    AWQ_TRY(add_fp16(lp + "post_attention_layernorm.weight", {H}, b.mlp_norm.data()));
-    for (const auto& n : block_linear_names()) {
+    for (const NormName& nn : cfg.arch->block_norms) {  // stored form: w, not 1 + w (Gemma)
+      const std::vector<float> w = stored_norm(cfg, b.norm(nn.slot));
+      AWQ_TRY(add_fp16(lp + nn.hf, {(int64_t)w.size()}, w.data()));
+    }
+    for (const LinearName& ln : cfg.arch->linears) {
+      const std::string& n = ln.name;
       const Linear& l = b.linear(n);
-      const std::string prefix = linear_prefix(layer, n);
+      const std::string prefix = cfg.arch->linear_prefix(layer, n);
       rep.params_total += (double)l.in * l.out;
       if (not_converted(opt.modules_to_not_convert, prefix)) {
         AWQ_TRY(add_fp16(prefix + ".weight", {l.out, l.in}, l.weight.data()));

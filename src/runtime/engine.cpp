@@ -74,9 +74,10 @@ struct KvRows {
 // Attention of `rows` queries of one head against the cached keys/values of one kv head.
 // q rows have stride q_stride; query i sits at position p0 + i and sees keys [0, p0 + i].
 // gemm (BLAS over all rows at once) needs contiguous kv (kv.table null). out rows have stride
-// q_stride.
-void cached_attention_head(const float* q, int q_stride, int rows, int p0, const KvRows& kv,
-                           float scale, float* out, std::vector<float>& scores, bool gemm) {
+// q_stride. window > 0: query i sees only keys (p0 + i - window, p0 + i] (sliding-window layers).
+void cached_attention_head(const ModelConfig& cfg, int window, const float* q, int q_stride,
+                           int rows, int p0, const KvRows& kv, float scale, float* out,
+                           std::vector<float>& scores, bool gemm) {
   const int S = p0 + rows;  // keys visible to the last row
   const int hd = kv.hd;
   const float *kc = kv.k, *vc = kv.v;
@@ -89,7 +90,8 @@ void cached_attention_head(const float* q, int q_stride, int rows, int p0, const
       const float* qi = q + (size_t)i * q_stride;
       float* sr = scores.data() + (size_t)i * S;
       const int n_vis = p0 + i + 1;
-      for (int j = 0; j < n_vis; ++j) {
+      const int lo = window > 0 ? std::max(0, n_vis - window) : 0;  // keys before lo are masked
+      for (int j = lo; j < n_vis; ++j) {
         const float* kj = kc + kv.off(j);
         float d = 0.0f;
 #pragma omp simd reduction(+ : d)
@@ -100,7 +102,7 @@ void cached_attention_head(const float* q, int q_stride, int rows, int p0, const
   }
   for (int i = 0; i < rows; ++i) {
     float* sr = scores.data() + (size_t)i * S;
-    softmax_row(sr, p0 + i + 1, S);
+    attention_softmax(cfg, window, sr, p0 + i, S);
   }
   if (gemm) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, S, 1.0f, scores.data(), S, vc,
@@ -111,7 +113,8 @@ void cached_attention_head(const float* q, int q_stride, int rows, int p0, const
       float* o = out + (size_t)i * q_stride;
       std::fill(o, o + hd, 0.0f);
       const int n_vis = p0 + i + 1;
-      for (int j = 0; j < n_vis; ++j) {
+      const int lo = window > 0 ? std::max(0, n_vis - window) : 0;  // keys before lo are masked
+      for (int j = lo; j < n_vis; ++j) {
         const float p = sr[j];
         const float* vj = vc + kv.off(j);
 #pragma omp simd
@@ -157,7 +160,7 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
   for (const SeqChunk& c : chunks) pool_.reserve(c.slot, (int)c.tokens.size());
   const int H = cfg.hidden, hd = cfg.head_dim, nh = cfg.n_heads, nkv = cfg.n_kv_heads;
   const int qd = nh * hd, kvd = nkv * hd, group = nh / nkv;
-  const float scale = 1.0f / std::sqrt((float)hd);
+  const float scale = attention_scale(cfg);
 
   // Stacked rows: token ids, positions, and where each chunk starts.
   std::vector<int32_t> ids;
@@ -196,8 +199,11 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
     linear_forward(b.q, xn.data(), n_rows, q.data());
     linear_forward(b.k, xn.data(), n_rows, k.data());
     linear_forward(b.v, xn.data(), n_rows, v.data());
-    rope_.apply(q.data(), n_rows, nh, positions.data());
-    rope_.apply(k.data(), n_rows, nkv, positions.data());
+    qk_norm(cfg, b, q.data(), k.data(), n_rows);
+    const bool local_rope = cfg.local_rope(l);
+    rope_.apply(q.data(), n_rows, nh, positions.data(), local_rope);
+    rope_.apply(k.data(), n_rows, nkv, positions.data(), local_rope);
+    const int window = cfg.window_of(l);
     // Append k/v rows to each slot's blocks.
     for (int c = 0; c < (int)chunks.size(); ++c) {
       const int slot = chunks[c].slot, T = (int)chunks[c].tokens.size();
@@ -240,18 +246,15 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
           kv = KvRows{kc.data(), vc.data(), nullptr, 0, hd};
         }
         for (int head = t.kv_head * group; head < (t.kv_head + 1) * group; ++head)
-          cached_attention_head(q.data() + r * qd + (size_t)head * hd, qd, t.rows, p0, kv, scale,
+          cached_attention_head(cfg, window, q.data() + r * qd + (size_t)head * hd, qd, t.rows, p0, kv, scale,
                                 attn.data() + r * qd + (size_t)head * hd, scores, gemm);
       }
     }
     linear_forward(b.o, attn.data(), n_rows, tmp.data());
-    const int64_t n = n_rows * H;
-#pragma omp parallel for if (n > 65536)
-    for (int64_t i = 0; i < n; ++i) x[i] += tmp[i];
+    add_residual(cfg, b.post_attn_norm, x.data(), tmp.data(), n_rows);
     rms_norm(x.data(), b.mlp_norm.data(), n_rows, H, cfg.rms_eps, xn.data());
     mlp_forward(cfg, b, xn.data(), n_rows, tmp.data());
-#pragma omp parallel for if (n > 65536)
-    for (int64_t i = 0; i < n; ++i) x[i] += tmp[i];
+    add_residual(cfg, b.post_mlp_norm, x.data(), tmp.data(), n_rows);
   }
   for (const SeqChunk& c : chunks) pool_.commit(c.slot, c.tokens);
 
@@ -301,7 +304,8 @@ size_t weight_bytes_per_token(const Model& m) {
   };
   size_t total = 0;
   for (const BlockWeights& b : m.blocks) {
-    total += (b.attn_norm.size() + b.mlp_norm.size()) * sizeof(float);
+    total += (b.attn_norm.size() + b.mlp_norm.size() + b.post_attn_norm.size() +
+              b.post_mlp_norm.size() + b.q_norm.size() + b.k_norm.size()) * sizeof(float);
     for (const Linear* l : {&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down}) total += lin(*l);
   }
   total += m.final_norm.size() * sizeof(float);

@@ -1,13 +1,16 @@
-// GGUF -> HF directory conversion for the llama architecture. Tensor names, the q/k row
-// un-permutation and the tokenizer.json layout follow what HF Transformers' GGUF loader builds
+// GGUF -> HF directory conversion for every family whose description (model/arch.h) names a
+// GGUF architecture: tensor names come from the description's GGUF/HF name pairs. Tensor names,
+// the q/k row un-permutation (llama only), Gemma's norm offset and the tokenizer.json layout
+// follow what HF Transformers' GGUF loader builds
 // (modeling_gguf_pytorch_utils.py, integrations/gguf/gguf_tokenizer_mapping.py), so the
 // result can be checked against it tensor by tensor (scripts/check_convert.py).
-#include "io/gguf_convert.h"
+#include "model/gguf_convert.h"
 
 #include "core/cancel.h"
-#include "io/tokenizer_text.h"
 
 #include "io/gguf_dequant.h"
+#include "io/tokenizer_text.h"
+#include "model/arch.h"
 
 #include <unistd.h>
 
@@ -20,6 +23,7 @@
 #include <optional>
 #include <regex>
 #include <set>
+#include <unordered_map>
 
 namespace awq {
 namespace fs = std::filesystem;
@@ -32,18 +36,14 @@ std::string dump(const ojson& j) {
 }
 
 // ---- tensor names -----------------------------------------------------------------------
-const std::map<std::string, std::string>& layer_names() {
-  static const std::map<std::string, std::string> m = {
-      {"attn_norm.weight", "input_layernorm.weight"},
-      {"ffn_norm.weight", "post_attention_layernorm.weight"},
-      {"attn_q.weight", "self_attn.q_proj.weight"},
-      {"attn_k.weight", "self_attn.k_proj.weight"},
-      {"attn_v.weight", "self_attn.v_proj.weight"},
-      {"attn_output.weight", "self_attn.o_proj.weight"},
-      {"ffn_gate.weight", "mlp.gate_proj.weight"},
-      {"ffn_up.weight", "mlp.up_proj.weight"},
-      {"ffn_down.weight", "mlp.down_proj.weight"},
-  };
+// GGUF name under "blk.N." -> HF name under "model.layers.N.", from the description.
+std::map<std::string, std::string> layer_names(const Architecture& a, bool with_bias) {
+  std::map<std::string, std::string> m;
+  for (const NormName& n : a.block_norms) m[n.gguf] = n.hf;
+  for (const LinearName& l : a.linears) {
+    m[l.gguf + ".weight"] = l.hf + ".weight";
+    if (with_bias) m[l.gguf + ".bias"] = l.hf + ".bias";
+  }
   return m;
 }
 
@@ -55,6 +55,8 @@ std::optional<int64_t> opt_int(const GGUFFile& g, const std::string& k) {
 }
 
 struct LlamaDims {
+  const Architecture* arch = nullptr;
+  std::string kp;  // metadata key prefix: "<general.architecture>."
   int64_t hidden, inter, layers, n_heads, n_kv_heads, head_dim, vocab, ctx;
   bool head_dim_given;
   float eps, rope_theta;
@@ -62,42 +64,44 @@ struct LlamaDims {
 
 Expected<LlamaDims> llama_dims(const GGUFFile& g) {
   AWQ_ASSIGN(std::string arch, g.get_string("general.architecture"));
-  if (arch != "llama")
-    return make_error(g.path(), ": general.architecture is \"", arch,
-                      "\"; only \"llama\" models can be converted");
+  auto a = find_gguf_architecture(arch);
+  if (!a) return make_error(g.path(), ": ", a.error().message);
   LlamaDims d{};
-  AWQ_ASSIGN(d.hidden, g.get_i64("llama.embedding_length"));
-  AWQ_ASSIGN(d.inter, g.get_i64("llama.feed_forward_length"));
-  AWQ_ASSIGN(d.layers, g.get_i64("llama.block_count"));
-  AWQ_ASSIGN(d.n_heads, g.get_i64("llama.attention.head_count"));
-  if (const GGUFValue* kv = g.find("llama.attention.head_count_kv");
+  d.arch = *a;
+  d.kp = arch + ".";
+  const std::string& kp = d.kp;
+  AWQ_ASSIGN(d.hidden, g.get_i64(kp + "embedding_length"));
+  AWQ_ASSIGN(d.inter, g.get_i64(kp + "feed_forward_length"));
+  AWQ_ASSIGN(d.layers, g.get_i64(kp + "block_count"));
+  AWQ_ASSIGN(d.n_heads, g.get_i64(kp + "attention.head_count"));
+  if (const GGUFValue* kv = g.find(kp + "attention.head_count_kv");
       kv && kv->type == GGUFValueType::ARRAY)
-    return make_error(g.path(), ": llama.attention.head_count_kv is a per-layer array; "
+    return make_error(g.path(), ": ", kp, "attention.head_count_kv is a per-layer array; "
                                 "only a single value is supported");
-  d.n_kv_heads = opt_int(g, "llama.attention.head_count_kv").value_or(d.n_heads);
-  AWQ_ASSIGN(d.eps, g.get_f32("llama.attention.layer_norm_rms_epsilon"));
-  d.rope_theta = g.has("llama.rope.freq_base") ? *g.get_f32("llama.rope.freq_base") : 10000.f;
-  d.ctx = opt_int(g, "llama.context_length").value_or(2048);
+  d.n_kv_heads = opt_int(g, kp + "attention.head_count_kv").value_or(d.n_heads);
+  AWQ_ASSIGN(d.eps, g.get_f32(kp + "attention.layer_norm_rms_epsilon"));
+  d.rope_theta = g.has(kp + "rope.freq_base") ? *g.get_f32(kp + "rope.freq_base") : 10000.f;
+  d.ctx = opt_int(g, kp + "context_length").value_or(2048);
   if (d.hidden <= 0 || d.layers <= 0 || d.n_heads <= 0 || d.n_kv_heads <= 0 || d.inter <= 0)
-    return make_error(g.path(), ": llama dimensions must be positive (embedding_length ", d.hidden,
+    return make_error(g.path(), ": ", arch, " dimensions must be positive (embedding_length ", d.hidden,
                       ", block_count ", d.layers, ", head_count ", d.n_heads, ", head_count_kv ",
                       d.n_kv_heads, ", feed_forward_length ", d.inter, ")");
   if (d.n_heads % d.n_kv_heads != 0)
     return make_error(g.path(), ": head_count ", d.n_heads, " is not a multiple of head_count_kv ",
                       d.n_kv_heads);
-  d.head_dim_given = g.has("llama.attention.key_length");
-  d.head_dim = d.head_dim_given ? opt_int(g, "llama.attention.key_length").value_or(0)
+  d.head_dim_given = g.has(kp + "attention.key_length");
+  d.head_dim = d.head_dim_given ? opt_int(g, kp + "attention.key_length").value_or(0)
                                 : d.hidden / d.n_heads;
   if (d.head_dim <= 0 || d.head_dim % 2 != 0)
     return make_error(g.path(), ": head_dim ", d.head_dim, " must be positive and even for RoPE");
-  if (auto v = opt_int(g, "llama.vocab_size")) {
+  if (auto v = opt_int(g, kp + "vocab_size")) {
     d.vocab = *v;
   } else if (const GGUFValue* t = g.get_array("tokenizer.ggml.tokens")) {
     d.vocab = int64_t(t->arr.size());
   } else if (const GGUFTensor* e = g.find_tensor("token_embd.weight"); e && e->ne.size() == 2) {
     d.vocab = int64_t(e->ne[1]);
   } else {
-    return make_error(g.path(), ": cannot tell the vocabulary size (no llama.vocab_size, "
+    return make_error(g.path(), ": cannot tell the vocabulary size (no ", kp, "vocab_size, "
                                 "tokenizer.ggml.tokens or token_embd.weight)");
   }
   return d;
@@ -218,6 +222,13 @@ Expected<SpecialTokens> special_tokens(const GGUFFile& g, const std::vector<std:
   return s;
 }
 
+// A SentencePiece ("llama") tokenizer in a Gemma GGUF: built as Transformers' GemmaTokenizer.
+bool is_gemma_spm(const GGUFFile& g) {
+  auto m = g.get_string("tokenizer.ggml.model");
+  auto a = g.get_string("general.architecture");
+  return m.ok() && a.ok() && *m == "llama" && (*a == "gemma3" || *a == "gemma2" || *a == "gemma");
+}
+
 Status check_gpt2_tokenizer(const GGUFFile& g) {
   AWQ_ASSIGN(std::string model, g.get_string("tokenizer.ggml.model"));
   if (model != "gpt2")
@@ -240,9 +251,161 @@ struct TempDir {
   }
 };
 
+// Post-processor as Transformers' update_post_processor: [bos] $A [eos], pair adds [bos] $B [eos].
+ojson post_processor(const SpecialTokens& sp) {
+  auto special = [](const std::string& t, int type_id) {
+    return ojson{{"SpecialToken", {{"id", t}, {"type_id", type_id}}}};
+  };
+  auto seq = [](const char* id, int type_id) {
+    return ojson{{"Sequence", {{"id", id}, {"type_id", type_id}}}};
+  };
+  ojson single = ojson::array(), pair = ojson::array(), specials = ojson::object();
+  if (sp.add_bos) single.push_back(special(*sp.bos, 0));
+  single.push_back(seq("A", 0));
+  if (sp.add_eos) single.push_back(special(*sp.eos, 0));
+  pair = single;
+  if (sp.add_bos) pair.push_back(special(*sp.bos, 1));
+  pair.push_back(seq("B", 1));
+  if (sp.add_eos) pair.push_back(special(*sp.eos, 1));
+  if (sp.add_bos) specials[*sp.bos] = {{"id", *sp.bos}, {"ids", {*sp.bos_id}}, {"tokens", {*sp.bos}}};
+  if (sp.add_eos) specials[*sp.eos] = {{"id", *sp.eos}, {"ids", {*sp.eos_id}}, {"tokens", {*sp.eos}}};
+
+  return {{"type", "TemplateProcessing"},
+          {"single", single},
+          {"pair", pair},
+          {"special_tokens", specials}};
+}
+
+// Python's str.isspace for one code point (the characters a Gemma "whitespace token" holds).
+bool py_isspace(uint32_t c) {
+  return (c >= 9 && c <= 13) || (c >= 28 && c <= 32) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
+         c == 0x205F || c == 0x3000;
+}
+
+std::string cps_to_utf8(const std::vector<uint32_t>& cps, size_t b, size_t e) {
+  std::string out;
+  for (size_t i = b; i < e; ++i) tok::utf8_append(out, cps[i]);
+  return out;
+}
+
+// SentencePiece-style BPE with byte fallback, as Transformers builds Gemma's tokenizer from a
+// GGUF (gguf_tokenizer_mapping.gemma_tokenizer): whitespace-only tokens holding a space are
+// respelled as that many U+2581; no merges in the file, so they are recovered from the
+// vocabulary: for every token in file order, each split into two vocabulary pieces, longest left
+// piece first (generate_merges with score = -position); spaces become U+2581 in a normalizer;
+// control tokens are special added tokens, user-defined ones that are in the vocabulary are
+// plain added tokens.
+Expected<std::string> build_gemma_tokenizer_json(const GGUFFile& g) {
+  AWQ_ASSIGN(auto toks, g.get_string_array("tokenizer.ggml.tokens"));
+  std::vector<int64_t> types;
+  if (g.has("tokenizer.ggml.token_type")) {
+    AWQ_ASSIGN(types, g.get_int_array("tokenizer.ggml.token_type"));
+  }
+  if (!types.empty() && types.size() != toks.size())
+    return make_error(g.path(), ": tokenizer.ggml.token_type has ", types.size(),
+                      " entries, expected one per token (", toks.size(), ")");
+  AWQ_ASSIGN(SpecialTokens sp, special_tokens(g, toks));
+  const std::string meta = "\xE2\x96\x81";  // U+2581
+  std::vector<std::string> spelled(toks.size());
+  std::vector<std::vector<uint32_t>> cps(toks.size());
+  for (size_t i = 0; i < toks.size(); ++i) {
+    if (!decode_utf8(toks[i], cps[i]))
+      return make_error(g.path(), ": tokenizer.ggml.tokens[", i, "] is not valid UTF-8");
+    const bool has_space = toks[i].find(' ') != std::string::npos;
+    const bool all_ws = std::all_of(cps[i].begin(), cps[i].end(), py_isspace);
+    if (has_space && all_ws) {
+      std::string r;
+      for (size_t k = 0; k < cps[i].size(); ++k) r += meta;
+      spelled[i] = r;
+      decode_utf8(r, cps[i]);
+    } else {
+      spelled[i] = toks[i];
+    }
+  }
+  // vocab: token -> id, the last id winning for a repeated spelling (a Python dict comprehension)
+  std::unordered_map<std::string, int64_t> id_of;
+  id_of.reserve(toks.size() * 2);
+  for (size_t i = 0; i < spelled.size(); ++i) id_of[spelled[i]] = int64_t(i);
+  ojson vocab = ojson::object();
+  for (size_t i = 0; i < spelled.size(); ++i) vocab[spelled[i]] = int64_t(i);
+  // merges: tokens by first appearance, each scored by its (last) position; best = lowest id
+  struct M {
+    int64_t score_pos;
+    size_t len_l, len_r;
+    size_t tok, split;
+  };
+  std::vector<M> merges;
+  std::unordered_map<std::string, char> seen;
+  seen.reserve(toks.size() * 2);
+  for (size_t i = 0; i < spelled.size(); ++i) {
+    if (!seen.emplace(spelled[i], 1).second) continue;
+    const auto& c = cps[i];
+    for (size_t k = 1; k < c.size(); ++k) {
+      if (id_of.count(cps_to_utf8(c, 0, k)) && id_of.count(cps_to_utf8(c, k, c.size())))
+        merges.push_back({id_of[spelled[i]], k, c.size() - k, i, k});
+    }
+  }
+  // sorted by (score, len_l, len_r) descending, stable: score = -position, so positions ascend
+  std::stable_sort(merges.begin(), merges.end(), [](const M& a, const M& b) {
+    if (a.score_pos != b.score_pos) return a.score_pos < b.score_pos;
+    if (a.len_l != b.len_l) return a.len_l > b.len_l;
+    return a.len_r > b.len_r;
+  });
+  ojson mj = ojson::array();
+  for (const M& m : merges)
+    mj.push_back({cps_to_utf8(cps[m.tok], 0, m.split),
+                  cps_to_utf8(cps[m.tok], m.split, cps[m.tok].size())});
+  std::map<int64_t, ojson> added;
+  for (size_t i = 0; i < types.size(); ++i) {
+    const bool control = types[i] == 3;
+    const bool user = types[i] == 4 && id_of.count(toks[i]);
+    if (!control && !user) continue;
+    auto it = id_of.find(toks[i]);
+    const int64_t id = it != id_of.end() ? it->second : int64_t(i);
+    if (added.count(id)) continue;
+    added[id] = ojson{{"id", id},          {"content", toks[i]}, {"single_word", false},
+                      {"lstrip", false},   {"rstrip", false},    {"normalized", false},
+                      {"special", control}};
+  }
+  ojson added_list = ojson::array();
+  for (auto& [id, a] : added) added_list.push_back(a);
+  ojson t;
+  t["version"] = "1.0";
+  t["truncation"] = nullptr;
+  t["padding"] = nullptr;
+  t["added_tokens"] = added_list;
+  t["normalizer"] = {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", meta}};
+  t["pre_tokenizer"] = {{"type", "Split"},
+                        {"pattern", {{"String", " "}}},
+                        {"behavior", "MergedWithPrevious"},
+                        {"invert", false}};
+  t["post_processor"] = post_processor(sp);
+  t["decoder"] = {{"type", "Sequence"},
+                  {"decoders",
+                   {{{"type", "Replace"}, {"pattern", {{"String", meta}}}, {"content", " "}},
+                    {{"type", "ByteFallback"}},
+                    {{"type", "Fuse"}}}}};
+  t["model"] = {{"type", "BPE"},
+                {"dropout", nullptr},
+                {"unk_token", sp.unk ? ojson(*sp.unk) : ojson("<unk>")},
+                {"continuing_subword_prefix", nullptr},
+                {"end_of_word_suffix", nullptr},
+                {"fuse_unk", true},
+                {"byte_fallback", true},
+                {"ignore_merges", false},
+                {"vocab", vocab},
+                {"merges", mj}};
+  return t.dump(-1, ' ', false, ojson::error_handler_t::replace) + "\n";
+}
+
 }  // namespace
 
 Expected<std::string> llama_hf_tensor_name(const std::string& n) {
+  return hf_tensor_name(llama_architecture(), n);
+}
+
+Expected<std::string> hf_tensor_name(const Architecture& a, const std::string& n) {
   if (n == "token_embd.weight") return std::string("model.embed_tokens.weight");
   if (n == "output_norm.weight") return std::string("model.norm.weight");
   if (n == "output.weight") return std::string("lm_head.weight");
@@ -250,11 +413,11 @@ Expected<std::string> llama_hf_tensor_name(const std::string& n) {
   static const std::regex blk(R"(blk\.(\d+)\.(.+))");
   std::smatch m;
   if (std::regex_match(n, m, blk)) {
-    auto it = layer_names().find(m[2].str());
-    if (it != layer_names().end())
-      return "model.layers." + m[1].str() + "." + it->second;
+    const auto names = layer_names(a, true);
+    auto it = names.find(m[2].str());
+    if (it != names.end()) return "model.layers." + m[1].str() + "." + it->second;
   }
-  return make_error("tensor \"", n, "\" has no Hugging Face llama counterpart");
+  return make_error("tensor \"", n, "\" has no Hugging Face ", a.name, " counterpart");
 }
 
 Status unpermute_qk_rows(float* w, int64_t rows, int64_t cols, int64_t n_heads) {
@@ -275,48 +438,68 @@ Status unpermute_qk_rows(float* w, int64_t rows, int64_t cols, int64_t n_heads) 
 
 Expected<std::string> build_config_json(const GGUFFile& g, DType dtype) {
   AWQ_ASSIGN(LlamaDims d, llama_dims(g));
+  const Architecture& a = *d.arch;
+  const std::string& kp = d.kp;
   ojson c;
-  c["architectures"] = {"LlamaForCausalLM"};
-  c["model_type"] = "llama";
+  c["architectures"] = {a.name};
+  c["model_type"] = a.model_type;
   c["hidden_size"] = d.hidden;
   c["intermediate_size"] = d.inter;
   c["num_hidden_layers"] = d.layers;
   c["num_attention_heads"] = d.n_heads;
   c["num_key_value_heads"] = d.n_kv_heads;
   if (d.head_dim_given) c["head_dim"] = d.head_dim;
-  c["hidden_act"] = "silu";
+  if (a.norm == NormKind::RmsPlusOne) {
+    // Gemma 3: what llama.cpp assumes for this architecture (and Transformers' defaults):
+    // GELU-tanh, every 6th layer global, local RoPE base 10000, query scale head_dim^-1/2.
+    c["hidden_activation"] = "gelu_pytorch_tanh";
+    c["query_pre_attn_scalar"] = d.head_dim;
+    c["rope_local_base_freq"] = 10000.0;
+    if (auto w = opt_int(g, kp + "attention.sliding_window")) c["sliding_window"] = *w;
+    else return make_error(g.path(), ": missing ", kp, "attention.sliding_window");
+    ojson types = ojson::array();
+    for (int64_t l = 0; l < d.layers; ++l)
+      types.push_back((l + 1) % 6 ? "sliding_attention" : "full_attention");
+    c["layer_types"] = types;
+    c["final_logit_softcapping"] = nullptr;
+    c["attn_logit_softcapping"] = nullptr;
+  } else {
+    c["hidden_act"] = "silu";
+  }
+  if (a.model_type == "qwen2" || a.model_type == "qwen3") c["use_sliding_window"] = false;
   c["rms_norm_eps"] = double(d.eps);
   c["rope_theta"] = double(d.rope_theta);
   c["max_position_embeddings"] = d.ctx;
   c["vocab_size"] = d.vocab;
   c["tie_word_embeddings"] = g.find_tensor("output.weight") == nullptr;
-  c["attention_bias"] = false;
+  c["attention_bias"] = a.model_type == "qwen2" ? true : false;
   c["mlp_bias"] = false;
   c["bos_token_id"] = opt_json(opt_int(g, "tokenizer.ggml.bos_token_id"));
   c["eos_token_id"] = opt_json(opt_int(g, "tokenizer.ggml.eos_token_id"));
   if (auto p = opt_int(g, "tokenizer.ggml.padding_token_id")) c["pad_token_id"] = *p;
-  if (g.has("llama.rope.scaling.type")) {
-    AWQ_ASSIGN(std::string t, g.get_string("llama.rope.scaling.type"));
+  if (g.has(kp + "rope.scaling.type")) {
+    AWQ_ASSIGN(std::string t, g.get_string(kp + "rope.scaling.type"));
     if (t != "none") {
       ojson rs;
       rs["rope_type"] = t;
       rs["type"] = t;
-      if (g.has("llama.rope.scaling.factor"))
-        rs["factor"] = double(*g.get_f32("llama.rope.scaling.factor"));
-      if (auto o = opt_int(g, "llama.rope.scaling.original_context_length"))
+      if (g.has(kp + "rope.scaling.factor"))
+        rs["factor"] = double(*g.get_f32(kp + "rope.scaling.factor"));
+      if (auto o = opt_int(g, kp + "rope.scaling.original_context_length"))
         rs["original_max_position_embeddings"] = *o;
       c["rope_scaling"] = rs;
     }
-  } else if (g.has("llama.rope.scale_linear")) {
+  } else if (g.has(kp + "rope.scale_linear")) {
     c["rope_scaling"] = {{"rope_type", "linear"},
                          {"type", "linear"},
-                         {"factor", double(*g.get_f32("llama.rope.scale_linear"))}};
+                         {"factor", double(*g.get_f32(kp + "rope.scale_linear"))}};
   }
   c["torch_dtype"] = dtype == DType::F32 ? "float32" : dtype == DType::F16 ? "float16" : "bfloat16";
   return dump(c);
 }
 
 Expected<std::string> build_tokenizer_json(const GGUFFile& g) {
+  if (is_gemma_spm(g)) return build_gemma_tokenizer_json(g);
   AWQ_TRY(check_gpt2_tokenizer(g));
   AWQ_ASSIGN(auto toks, g.get_string_array("tokenizer.ggml.tokens"));
   std::vector<int64_t> types;
@@ -380,23 +563,7 @@ Expected<std::string> build_tokenizer_json(const GGUFFile& g) {
                {"use_regex", true}};
   }
 
-  // Post-processor as Transformers' update_post_processor: [bos] $A [eos], pair adds [bos] $B [eos].
-  auto special = [](const std::string& t, int type_id) {
-    return ojson{{"SpecialToken", {{"id", t}, {"type_id", type_id}}}};
-  };
-  auto seq = [](const char* id, int type_id) {
-    return ojson{{"Sequence", {{"id", id}, {"type_id", type_id}}}};
-  };
-  ojson single = ojson::array(), pair = ojson::array(), specials = ojson::object();
-  if (sp.add_bos) single.push_back(special(*sp.bos, 0));
-  single.push_back(seq("A", 0));
-  if (sp.add_eos) single.push_back(special(*sp.eos, 0));
-  pair = single;
-  if (sp.add_bos) pair.push_back(special(*sp.bos, 1));
-  pair.push_back(seq("B", 1));
-  if (sp.add_eos) pair.push_back(special(*sp.eos, 1));
-  if (sp.add_bos) specials[*sp.bos] = {{"id", *sp.bos}, {"ids", {*sp.bos_id}}, {"tokens", {*sp.bos}}};
-  if (sp.add_eos) specials[*sp.eos] = {{"id", *sp.eos}, {"ids", {*sp.eos_id}}, {"tokens", {*sp.eos}}};
+  const ojson post = post_processor(sp);
 
   ojson t;
   t["version"] = "1.0";
@@ -405,10 +572,7 @@ Expected<std::string> build_tokenizer_json(const GGUFFile& g) {
   t["added_tokens"] = added_list;
   t["normalizer"] = nullptr;
   t["pre_tokenizer"] = pre_tok;
-  t["post_processor"] = {{"type", "TemplateProcessing"},
-                         {"single", single},
-                         {"pair", pair},
-                         {"special_tokens", specials}};
+  t["post_processor"] = post;
   t["decoder"] = {{"type", "ByteLevel"},
                   {"add_prefix_space", true},
                   {"trim_offsets", true},
@@ -427,7 +591,7 @@ Expected<std::string> build_tokenizer_json(const GGUFFile& g) {
 }
 
 Expected<std::string> build_tokenizer_config_json(const GGUFFile& g) {
-  AWQ_TRY(check_gpt2_tokenizer(g));
+  if (!is_gemma_spm(g)) AWQ_TRY(check_gpt2_tokenizer(g));
   AWQ_ASSIGN(auto toks, g.get_string_array("tokenizer.ggml.tokens"));
   AWQ_ASSIGN(SpecialTokens sp, special_tokens(g, toks));
   ojson c;
@@ -440,7 +604,9 @@ Expected<std::string> build_tokenizer_config_json(const GGUFFile& g) {
   if (g.has("tokenizer.chat_template")) {
     AWQ_ASSIGN(c["chat_template"], g.get_string("tokenizer.chat_template"));
   }
-  c["model_max_length"] = opt_int(g, "llama.context_length").value_or(2048);
+  std::string kp = "llama.";
+  if (g.has("general.architecture")) kp = *g.get_string("general.architecture") + ".";
+  c["model_max_length"] = opt_int(g, kp + "context_length").value_or(2048);
   c["clean_up_tokenization_spaces"] = false;
   c["tokenizer_class"] = "PreTrainedTokenizerFast";
   return dump(c);
@@ -469,8 +635,9 @@ Status convert_gguf_to_hf(const std::string& gguf_path, const std::string& out_d
   };
   std::vector<Job> jobs;
   std::set<std::string> have;
+  const Architecture& a = *d.arch;
   for (const auto& t : g.tensors()) {
-    auto hf = llama_hf_tensor_name(t.name);
+    auto hf = hf_tensor_name(a, t.name);
     if (!hf.ok()) return make_error(gguf_path, ": ", hf.error().message);
     if (hf->empty()) continue;
     if (!ggml_can_dequantize(t.type))
@@ -488,7 +655,10 @@ Status convert_gguf_to_hf(const std::string& gguf_path, const std::string& out_d
     if (hf == "model.embed_tokens.weight" || hf == "lm_head.weight") return {d.vocab, d.hidden};
     if (hf == "model.norm.weight") return {d.hidden};
     auto ends = [&](const char* s) { return hf.size() >= strlen(s) && hf.ends_with(s); };
+    if (ends("q_norm.weight") || ends("k_norm.weight")) return {d.head_dim};
     if (ends("layernorm.weight")) return {d.hidden};
+    if (ends("q_proj.bias")) return {q};
+    if (ends("k_proj.bias") || ends("v_proj.bias")) return {kv};
     if (ends("q_proj.weight")) return {q, d.hidden};
     if (ends("k_proj.weight") || ends("v_proj.weight")) return {kv, d.hidden};
     if (ends("o_proj.weight")) return {d.hidden, q};
@@ -498,8 +668,12 @@ Status convert_gguf_to_hf(const std::string& gguf_path, const std::string& out_d
   };
   std::vector<std::string> required = {"model.embed_tokens.weight", "model.norm.weight"};
   for (int64_t l = 0; l < d.layers; ++l)
-    for (const auto& [k, v] : layer_names())
+    for (const auto& [k, v] : layer_names(a, false))
       required.push_back("model.layers." + std::to_string(l) + "." + v);
+  if (a.qkv_bias)
+    for (int64_t l = 0; l < d.layers; ++l)
+      for (const char* p : {"q_proj", "k_proj", "v_proj"})
+        required.push_back("model.layers." + std::to_string(l) + ".self_attn." + p + ".bias");
   for (const auto& r : required)
     if (!have.count(r))
       return make_error(gguf_path, ": missing tensor for ", r, " (", d.layers, " layers expected)");
@@ -510,7 +684,7 @@ Status convert_gguf_to_hf(const std::string& gguf_path, const std::string& out_d
       for (auto x : want) w += std::to_string(x) + " ";
       for (auto x : j.t->shape()) got += std::to_string(x) + " ";
       return make_error(gguf_path, ": tensor \"", j.t->name, "\" (", j.hf, ") has shape [ ", got,
-                        "], expected [ ", w, "] from the llama.* metadata");
+                        "], expected [ ", w, "] from the ", d.kp, "* metadata");
     }
   }
   // Build every document first so a tokenizer problem fails before the slow part.
@@ -538,7 +712,9 @@ Status convert_gguf_to_hf(const std::string& gguf_path, const std::string& out_d
       AWQ_ASSIGN(std::vector<float> v, g.dequantize(*j.t));
       const auto shape = j.t->shape();
       const bool is_q = j.hf.ends_with("q_proj.weight"), is_k = j.hf.ends_with("k_proj.weight");
-      if (is_q || is_k) {
+      if (a.gguf_norm_plus_one && j.hf.ends_with("norm.weight"))
+        for (auto& x : v) x -= 1.0f;  // llama.cpp stores Gemma's (1 + w); HF keeps w
+      if (a.gguf_permuted_qk && (is_q || is_k)) {
         Status s = unpermute_qk_rows(v.data(), shape[0], shape[1], is_q ? d.n_heads : d.n_kv_heads);
         if (!s.ok()) return make_error(gguf_path, ": tensor \"", j.t->name, "\": ", s.message());
       }

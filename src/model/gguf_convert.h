@@ -1,4 +1,5 @@
-// GGUF (llama architecture) -> Hugging Face model directory:
+// GGUF (every family with a GGUF name in model/arch.h: llama, qwen2, qwen3, gemma3) ->
+// Hugging Face model directory:
 // config.json, model.safetensors, tokenizer.json, tokenizer_config.json, generation_config.json.
 // The directory is built as out_dir + ".tmp-<pid>" and renamed to out_dir when complete.
 #pragma once
@@ -19,6 +20,9 @@ struct ConvertOptions {
 Status convert_gguf_to_hf(const std::string& gguf_path, const std::string& out_dir,
                           const ConvertOptions& opts = {});
 
+struct Architecture;
+// HF name of a GGUF tensor of architecture `a`; empty when it has no HF counterpart.
+Expected<std::string> hf_tensor_name(const Architecture& a, const std::string& gguf_name);
 // HF name for a llama GGUF tensor name ("blk.3.attn_q.weight" -> "model.layers.3.self_attn.
 // q_proj.weight"); empty when the tensor has no HF counterpart (rope_freqs.weight).
 Expected<std::string> llama_hf_tensor_name(const std::string& gguf_name);

@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Tiny random checkpoints of the families without a real model here, and their reference logits.
+
+Each family's config is the real model's config (the fields that define the block recipe) shrunk
+in width and depth; Transformers builds the model (fp32, eager attention) and its weights are
+drawn at a scale that gives non-trivial activations (linears N(0, 1/in), norms around their
+identity, embeddings N(0, 1)), rounded to fp16 so the checkpoint is small and both sides run on
+the same fp32 values. Writes, per family, tests/fixtures/model/tiny_<family>/:
+  config.json          as Transformers 5 saves it (rope_parameters spelling)
+  model.safetensors    F16 weights (HF names; no lm_head when tied)
+  logits.safetensors   tokens_<i> I32 [T], logits_<i> F32 [T, V] (fp32 eager forward)
+The tokenizer is tests/fixtures/tokenizer/tiny_llama3 (vocab 704); tests copy it in when a
+command needs one.
+Usage: gen_arch_fixtures.py [OUT_ROOT]   (default tests/fixtures/model)
+"""
+import json, os, sys
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+import transformers as tf
+
+V = 704  # tiny_llama3 tokenizer
+
+
+def families():
+    # Qwen3-0.6B: head_dim 128 with hidden 1024 (q width != hidden), GQA 16/8, q/k norms, tied.
+    yield "qwen3", tf.Qwen3Config(
+        vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=32, rms_norm_eps=1e-6,
+        max_position_embeddings=512, tie_word_embeddings=True, hidden_act="silu",
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}), 0
+    # gemma-3-270m: head_dim 256 > hidden/heads, 4 heads / 1 kv head, sliding 512 (pattern 6),
+    # query_pre_attn_scalar 256, local rope 10000, global 1e6; shrunk: window 8, 3 layers with
+    # one global layer in the middle.
+    yield "gemma3", tf.Gemma3TextConfig(
+        vocab_size=V, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
+        num_attention_heads=4, num_key_value_heads=1, head_dim=32, rms_norm_eps=1e-6,
+        max_position_embeddings=512, sliding_window=8, query_pre_attn_scalar=32,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                         "full_attention": {"rope_type": "default", "rope_theta": 1000000.0}},
+        hidden_activation="gelu_pytorch_tanh", tie_word_embeddings=True,
+        final_logit_softcapping=None, attn_logit_softcapping=None), 0
+    # Mistral-7B-v0.1: sliding_window 4096 < max positions; shrunk: window 8, T = 40.
+    yield "mistral", tf.MistralConfig(
+        vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, rms_norm_eps=1e-5,
+        max_position_embeddings=512, sliding_window=8, tie_word_embeddings=False,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0}), 0
+
+
+def randomize(model, family, g):
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                base = 0.0 if family.startswith("gemma") else 1.0  # Gemma: (1 + w)
+                p.copy_(base + 0.2 * torch.randn(p.shape, generator=g))
+            elif name.endswith("embed_tokens.weight"):
+                p.copy_(torch.randn(p.shape, generator=g))
+            elif p.dim() == 2:
+                p.copy_(torch.randn(p.shape, generator=g) / p.shape[1] ** 0.5)
+            else:
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+            p.copy_(p.half().float())  # fp16-exact: the checkpoint stores these values
+
+
+def main():
+    root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "model")
+    for family, cfg, seed in families():
+        out = os.path.join(root, "tiny_" + family)
+        os.makedirs(out, exist_ok=True)
+        g = torch.Generator().manual_seed(1234 + seed)
+        cfg._attn_implementation = "eager"
+        model = tf.AutoModelForCausalLM.from_config(cfg, attn_implementation="eager",
+                                                   dtype=torch.float32)
+        randomize(model, family, g)
+        model.eval()
+        cfg.architectures = [type(model).__name__]
+        cfg.save_pretrained(out)
+        sd = {k: v.half().contiguous() for k, v in model.state_dict().items()}
+        if cfg.tie_word_embeddings:
+            sd.pop("lm_head.weight", None)
+        save_file(sd, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
+        tensors = {}
+        with torch.no_grad():
+            for i, T in enumerate([40, 13]):
+                ids = torch.randint(0, V, (1, T), generator=g)
+                logits = model(ids).logits[0].float()
+                tensors[f"tokens_{i}"] = ids[0].to(torch.int32)
+                tensors[f"logits_{i}"] = logits.contiguous()
+                print(f"{family} prompt {i}: T={T} argmax[-1]={int(logits[-1].argmax())} "
+                      f"logit sd {float(logits.std()):.3f}")
+        save_file(tensors, os.path.join(out, "logits.safetensors"),
+                  metadata={"generator": "scripts/gen_arch_fixtures.py",
+                            "transformers": tf.__version__})
+
+
+if __name__ == "__main__":
+    main()

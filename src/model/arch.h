@@ -1,0 +1,110 @@
+// Architectures as data: one description per model family (src/model/arch_<family>.cpp), all
+// listed in one registry table (arch_registry.cpp). Every consumer (weights loader, fp32
+// forward, KV engine, quantizer, checkpoint writer, GGUF converter) reads this description
+// instead of assuming the Llama layout. docs/ARCHITECTURE.md shows how to add a family.
+#pragma once
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace awq {
+
+struct ModelConfig;
+
+// One AWQ scale group: the op whose output feeds `linears` (a norm or a linear),
+// the linears that share one scale vector, and the module whose output the search compares.
+struct ScaleGroup {
+  enum class Prev { AttnNorm, MlpNorm, Linear } prev_kind;
+  std::string prev_linear;            // when prev_kind == Linear: e.g. "v_proj"
+  std::vector<std::string> linears;   // e.g. {"q_proj", "k_proj", "v_proj"}
+  enum class Compare { Attention, Mlp, Linear } compare;
+  bool requires_same_shape = false;   // v -> o only for multi-head attention
+};
+
+// How a norm weight is applied. Rms: y = w * x / rms(x). RmsPlusOne (Gemma): the file stores w
+// and y = (1 + w) * x / rms(x); the loader holds the effective multiplier 1 + w in memory (so the
+// forward and the AWQ folding treat both kinds alike) and the writer stores it back minus 1.
+enum class NormKind { Rms, RmsPlusOne };
+enum class Activation { Silu, GeluTanh };  // of the gate projection (gate/up MLP)
+
+// Where a block norm sits in the block recipe.
+enum class NormSlot {
+  Attn,      // before attention (input_layernorm)
+  PostAttn,  // on the attention output, before the residual add (Gemma 2/3)
+  Mlp,       // before the MLP
+  PostMlp,   // on the MLP output, before the residual add (Gemma 2/3)
+  Q,         // per head on q, before RoPE, width head_dim (Qwen 3, Gemma 3)
+  K,         // per head on k, likewise
+};
+
+struct NormName {
+  NormSlot slot;
+  std::string hf;    // under "model.layers.N.": "input_layernorm.weight"
+  std::string gguf;  // under "blk.N.": "attn_norm.weight"
+};
+
+struct LinearName {
+  std::string name;  // short name used by the scale groups: "q_proj"
+  std::string hf;    // module under "model.layers.N.": "self_attn.q_proj"
+  std::string gguf;  // tensor stem under "blk.N.": "attn_q"
+};
+
+struct Architecture {
+  std::string name;        // HF "architectures"[0]: "LlamaForCausalLM"
+  std::string model_type;  // HF "model_type": "llama"
+  std::string gguf_arch;   // GGUF general.architecture: "llama" (empty: no GGUF input)
+  bool qkv_bias = false;   // q/k/v carry a bias (Qwen 2)
+  NormKind norm = NormKind::Rms;
+  bool embed_scale_sqrt_hidden = false;  // embeddings multiplied by sqrt(hidden) (Gemma)
+  bool gguf_permuted_qk = false;         // llama.cpp permutes q/k rows for RoPE (llama only)
+  bool gguf_norm_plus_one = false;       // llama.cpp stores Gemma norms as 1 + w
+  bool rope_per_layer_type = false;      // rope_parameters may be {full_attention, sliding_attention}
+  std::vector<NormName> block_norms;     // checkpoint order
+  std::vector<LinearName> linears;       // execution order
+  std::vector<ScaleGroup> scale_groups;
+  std::vector<std::string> never_quantized;  // module names left fp16 by default ("lm_head")
+  // Family-specific config.json fields (activation, windows, rope variants, ...): read them into
+  // cfg, or return an error naming the field and value for a feature not implemented.
+  Status (*parse_config)(const nlohmann::json& j, ModelConfig& cfg, const std::string& src) =
+      nullptr;
+
+  const LinearName* find_linear(const std::string& short_name) const;
+  bool has_norm(NormSlot s) const;
+  // "model.layers.3.self_attn.q_proj"
+  std::string linear_prefix(int layer, const std::string& short_name) const;
+};
+
+// The registry (arch_registry.cpp): every supported family, Llama first.
+const std::vector<Architecture>& supported_architectures();
+Expected<const Architecture*> find_architecture(const std::string& name);
+// By GGUF general.architecture; an error lists the GGUF architectures we read.
+Expected<const Architecture*> find_gguf_architecture(const std::string& gguf_arch);
+
+// Family descriptions (one file each).
+const Architecture& llama_architecture();
+const Architecture& mistral_architecture();
+const Architecture& qwen2_architecture();
+const Architecture& qwen3_architecture();
+const Architecture& gemma3_architecture();
+
+// Shared pieces the family files use.
+namespace arch_detail {
+const std::vector<ScaleGroup>& llama_scale_groups();
+std::vector<LinearName> llama_linears();
+std::vector<NormName> llama_norms();
+// hidden_act (or `key`) must be one of the values mapped; error names field and value.
+Status parse_activation(const nlohmann::json& j, ModelConfig& c, const std::string& src,
+                        const char* key, Activation def);
+// Sliding window of every layer from "layer_types" when present, else `fallback` (0 = full).
+Status parse_layer_types(const nlohmann::json& j, ModelConfig& c, const std::string& src,
+                         const std::vector<int>& fallback, int window);
+// Optional integer field (null or absent -> def).
+Expected<int> opt_int(const nlohmann::json& j, const char* key, const std::string& src, int def);
+// A field that must be absent, null or false (a feature we do not implement).
+Status require_unset(const nlohmann::json& j, const char* key, const std::string& src,
+                     const char* what);
+}  // namespace arch_detail
+
+}  // namespace awq

@@ -1,0 +1,283 @@
+// Architectures as data: config.json parsing per family (both RoPE spellings, unsupported
+// features named), and the fp32 forward of every tiny family fixture against Transformers
+// (scripts/gen_arch_fixtures.py: fp32, eager attention).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+
+#include "io/safetensors.h"
+#include "model/config.h"
+#include "model/forward.h"
+#include "model/weights.h"
+
+using namespace awq;
+
+namespace {
+
+std::string fixture_dir(const std::string& family) {
+  return std::string(AWQ_SOURCE_DIR) + "/tests/fixtures/model/tiny_" + family;
+}
+
+// A minimal config of `arch` with extra fields spliced in.
+std::string cfg_json(const std::string& arch, const std::string& extra) {
+  return "{\"architectures\": [\"" + arch +
+         "\"], \"hidden_size\": 64, \"intermediate_size\": 128, \"num_hidden_layers\": 4,"
+         " \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"vocab_size\": 100" +
+         (extra.empty() ? "" : ", " + extra) + "}";
+}
+
+std::string parse_error(const std::string& arch, const std::string& extra) {
+  auto c = parse_model_config(cfg_json(arch, extra), "config.json");
+  EXPECT_FALSE(c.ok()) << "expected an error for " << extra;
+  return c.ok() ? "" : c.error().message;
+}
+
+}  // namespace
+
+// ---- config.json ----
+
+TEST(ArchConfig, RopeThetaFromBothSpellings) {
+  // Transformers 4: top-level rope_theta / rope_scaling; Transformers 5: rope_parameters.
+  auto t4 = parse_model_config(cfg_json("Qwen2ForCausalLM", "\"rope_theta\": 1000000.0"), "c");
+  auto t5 = parse_model_config(
+      cfg_json("Qwen2ForCausalLM",
+               "\"rope_parameters\": {\"rope_theta\": 1000000.0, \"rope_type\": \"default\"}"),
+      "c");
+  ASSERT_TRUE(t4.ok()) << t4.error().message;
+  ASSERT_TRUE(t5.ok()) << t5.error().message;
+  EXPECT_EQ(t4->rope_theta, 1e6f);
+  EXPECT_EQ(t5->rope_theta, 1e6f);
+  auto none = parse_model_config(cfg_json("Qwen2ForCausalLM", ""), "c");
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->rope_theta, 10000.0f);
+}
+
+TEST(ArchConfig, Llama3ScalingFromBothSpellings) {
+  const std::string fields =
+      "\"rope_type\": \"llama3\", \"factor\": 32.0, \"low_freq_factor\": 1.0, "
+      "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192";
+  auto t4 = parse_model_config(
+      cfg_json("LlamaForCausalLM", "\"rope_theta\": 500000.0, \"rope_scaling\": {" + fields + "}"),
+      "c");
+  auto t5 = parse_model_config(
+      cfg_json("LlamaForCausalLM", "\"rope_parameters\": {\"rope_theta\": 500000.0, " + fields + "}"),
+      "c");
+  ASSERT_TRUE(t4.ok()) << t4.error().message;
+  ASSERT_TRUE(t5.ok()) << t5.error().message;
+  for (const ModelConfig* c : {&*t4, &*t5}) {
+    EXPECT_EQ(c->rope_theta, 500000.0f);
+    EXPECT_EQ(c->rope_scaling.kind, RopeScaling::Kind::Llama3);
+    EXPECT_EQ(c->rope_scaling.factor, 32.0f);
+    EXPECT_EQ(c->rope_scaling.original_max_position, 8192);
+  }
+  // The tables differ from unscaled RoPE at long wavelengths (the scaling is applied).
+  ModelConfig plain = *t4;
+  plain.rope_scaling = RopeScaling{};
+  plain.head_dim = 16;
+  ModelConfig scaled = *t4;
+  scaled.head_dim = 16;
+  Rope a, b;
+  a.build(plain, 4000);
+  b.build(scaled, 4000);
+  EXPECT_NE(a.cos.back(), b.cos.back());
+}
+
+TEST(ArchConfig, UnsupportedFeaturesNameTheField) {
+  std::string e = parse_error("LlamaForCausalLM", "\"hidden_act\": \"gelu_new\"");
+  EXPECT_NE(e.find("\"hidden_act\""), std::string::npos) << e;
+  EXPECT_NE(e.find("gelu_new"), std::string::npos) << e;
+  e = parse_error("LlamaForCausalLM", "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}");
+  EXPECT_NE(e.find("rope_scaling.rope_type \"yarn\""), std::string::npos) << e;
+  e = parse_error("Qwen2ForCausalLM", "\"rope_parameters\": {\"rope_type\": \"dynamic\"}");
+  EXPECT_NE(e.find("rope_parameters.rope_type \"dynamic\""), std::string::npos) << e;
+  e = parse_error("LlamaForCausalLM", "\"sliding_window\": 64");
+  EXPECT_NE(e.find("\"sliding_window\""), std::string::npos) << e;
+  e = parse_error("Qwen3ForCausalLM",
+                  "\"layer_types\": [\"full_attention\", \"chunked_attention\", "
+                  "\"full_attention\", \"full_attention\"]");
+  EXPECT_NE(e.find("layer_types[1]"), std::string::npos) << e;
+  EXPECT_NE(e.find("chunked_attention"), std::string::npos) << e;
+  e = parse_error("Gemma3ForCausalLM", "\"use_bidirectional_attention\": true");
+  EXPECT_NE(e.find("use_bidirectional_attention"), std::string::npos) << e;
+  e = parse_error("GPT2LMHeadModel", "");
+  EXPECT_NE(e.find("unsupported architecture \"GPT2LMHeadModel\""), std::string::npos) << e;
+  EXPECT_NE(e.find("Gemma3ForCausalLM"), std::string::npos) << e;  // the list of supported ones
+}
+
+TEST(ArchConfig, SlidingWindowLayers) {
+  auto m = parse_model_config(cfg_json("MistralForCausalLM", "\"sliding_window\": 64"), "c");
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  EXPECT_EQ(m->layer_window, (std::vector<int>{64, 64, 64, 64}));
+  auto mn = parse_model_config(cfg_json("MistralForCausalLM", "\"sliding_window\": null"), "c");
+  ASSERT_TRUE(mn.ok());
+  EXPECT_EQ(mn->layer_window, (std::vector<int>{0, 0, 0, 0}));
+  // Qwen 2: use_sliding_window applies from max_window_layers on.
+  auto q = parse_model_config(
+      cfg_json("Qwen2ForCausalLM",
+               "\"use_sliding_window\": true, \"sliding_window\": 32, \"max_window_layers\": 2"),
+      "c");
+  ASSERT_TRUE(q.ok()) << q.error().message;
+  EXPECT_EQ(q->layer_window, (std::vector<int>{0, 0, 32, 32}));
+  auto q0 = parse_model_config(
+      cfg_json("Qwen2ForCausalLM", "\"use_sliding_window\": false, \"sliding_window\": 32"), "c");
+  ASSERT_TRUE(q0.ok());
+  EXPECT_EQ(q0->layer_window, (std::vector<int>{0, 0, 0, 0}));
+  // Gemma 3 without layer_types: every 6th layer global (here pattern 2).
+  auto g = parse_model_config(
+      cfg_json("Gemma3ForCausalLM", "\"sliding_window\": 16, \"sliding_window_pattern\": 2"), "c");
+  ASSERT_TRUE(g.ok()) << g.error().message;
+  EXPECT_EQ(g->layer_window, (std::vector<int>{16, 0, 16, 0}));
+  EXPECT_TRUE(g->tie_embeddings);
+  EXPECT_EQ(g->act, Activation::GeluTanh);
+  EXPECT_FLOAT_EQ(g->embed_scale, 8.0f);
+  EXPECT_EQ(g->rope_local_theta, 10000.0f);
+  EXPECT_FLOAT_EQ(g->attn_scale, 1.0f / 16.0f);  // query_pre_attn_scalar default 256
+}
+
+TEST(ArchConfig, GemmaRopePerLayerTypeBothSpellings) {
+  auto t4 = parse_model_config(
+      cfg_json("Gemma3ForCausalLM",
+               "\"rope_theta\": 1000000.0, \"rope_local_base_freq\": 10000.0, "
+               "\"rope_scaling\": {\"rope_type\": \"linear\", \"factor\": 8.0}"),
+      "c");
+  auto t5 = parse_model_config(
+      cfg_json("Gemma3ForCausalLM",
+               "\"rope_parameters\": {\"full_attention\": {\"rope_type\": \"linear\", \"factor\": "
+               "8.0, \"rope_theta\": 1000000.0}, \"sliding_attention\": {\"rope_type\": "
+               "\"default\", \"rope_theta\": 10000.0}}"),
+      "c");
+  ASSERT_TRUE(t4.ok()) << t4.error().message;
+  ASSERT_TRUE(t5.ok()) << t5.error().message;
+  for (const ModelConfig* c : {&*t4, &*t5}) {
+    EXPECT_EQ(c->rope_theta, 1e6f);
+    EXPECT_EQ(c->rope_local_theta, 1e4f);
+    EXPECT_EQ(c->rope_scaling.kind, RopeScaling::Kind::Linear);
+    EXPECT_EQ(c->rope_scaling.factor, 8.0f);
+  }
+  // a per-layer-type rope_parameters on a family without layer types is refused
+  std::string e = parse_error("LlamaForCausalLM",
+                              "\"rope_parameters\": {\"full_attention\": {\"rope_theta\": 1.0}}");
+  EXPECT_NE(e.find("rope_parameters"), std::string::npos) << e;
+}
+
+TEST(ArchConfig, GgufFileGivenForADirectory) {
+  auto c = load_model_config("/tmp/model.Q4_K_M.gguf");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.error().message.find("is a GGUF file"), std::string::npos) << c.error().message;
+  EXPECT_NE(c.error().message.find("awq convert"), std::string::npos) << c.error().message;
+}
+
+TEST(ArchConfig, RegistryDescriptionsAreConsistent) {
+  for (const Architecture& a : supported_architectures()) {
+    SCOPED_TRACE(a.name);
+    EXPECT_TRUE(a.parse_config != nullptr);
+    EXPECT_TRUE(a.has_norm(NormSlot::Attn));
+    EXPECT_TRUE(a.has_norm(NormSlot::Mlp));
+    for (const ScaleGroup& g : a.scale_groups) {
+      for (const auto& l : g.linears) EXPECT_NE(a.find_linear(l), nullptr) << l;
+      if (g.prev_kind == ScaleGroup::Prev::Linear)
+        EXPECT_NE(a.find_linear(g.prev_linear), nullptr) << g.prev_linear;
+    }
+    auto f = find_architecture(a.name);
+    ASSERT_TRUE(f.ok());
+    EXPECT_EQ(*f, &a);
+  }
+  EXPECT_EQ(llama_architecture().linear_prefix(3, "q_proj"), "model.layers.3.self_attn.q_proj");
+  EXPECT_EQ(llama_architecture().linear_prefix(0, "down_proj"), "model.layers.0.mlp.down_proj");
+}
+
+// ---- tiny family fixtures vs Transformers ----
+
+class FamilyForward : public ::testing::TestWithParam<std::string> {};
+
+// Our fp32 forward vs Transformers' fp32 eager forward. Tolerance: both sum the same fp32
+// products in different orders (about sqrt(K) * 2^-24 relative per dot product, K <= 128), and
+// the difference passes through at most 3 blocks of 7 matmuls, the softmax and the head; 2e-5
+// of the row's logit scale bounds that with margin while an implementation slip (a wrong
+// window, norm or rope base) moves logits by far more (see FamilyForward.WindowMatters).
+double max_rel_err(const Model& m, const SafeTensors& fx, bool* argmax_ok) {
+  double worst = 0;
+  *argmax_ok = true;
+  for (int i = 0; fx.find("tokens_" + std::to_string(i)); ++i) {
+    const TensorView* tt = fx.find("tokens_" + std::to_string(i));
+    const int32_t* tp = reinterpret_cast<const int32_t*>(tt->data);
+    std::vector<int32_t> toks(tp, tp + tt->numel());
+    const int T = (int)toks.size(), V = m.cfg.vocab;
+    auto ref = fx.to_f32("logits_" + std::to_string(i), {T, V});
+    EXPECT_TRUE(ref.ok());
+    std::vector<float> hidden((size_t)T * m.cfg.hidden), logits((size_t)T * V);
+    forward_hidden(m, toks.data(), 1, T, hidden.data());
+    lm_head_forward(m, hidden.data(), T, logits.data());
+    for (int t = 0; t < T; ++t) {
+      const float* a = logits.data() + (size_t)t * V;
+      const float* b = ref->data() + (size_t)t * V;
+      double scale = 1.0, err = 0;
+      int am = 0, bm = 0;
+      for (int j = 0; j < V; ++j) {
+        scale = std::max(scale, (double)std::fabs(b[j]));
+        err = std::max(err, (double)std::fabs(a[j] - b[j]));
+        if (a[j] > a[am]) am = j;
+        if (b[j] > b[bm]) bm = j;
+      }
+      if (am != bm) *argmax_ok = false;
+      worst = std::max(worst, err / scale);
+    }
+  }
+  return worst;
+}
+
+TEST_P(FamilyForward, LogitsMatchTransformers) {
+  auto m = load_model(fixture_dir(GetParam()));
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  auto fx = SafeTensors::open(fixture_dir(GetParam()) + "/logits.safetensors");
+  ASSERT_TRUE(fx.ok()) << fx.error().message;
+  bool argmax_ok = false;
+  const double err = max_rel_err(*m, *fx, &argmax_ok);
+  EXPECT_TRUE(argmax_ok) << "argmax differs from Transformers at some position";
+  EXPECT_LT(err, 2e-5) << GetParam();
+  std::printf("%s: max |logit - transformers| / scale = %.3g\n", GetParam().c_str(), err);
+}
+
+INSTANTIATE_TEST_SUITE_P(Tiny, FamilyForward, ::testing::Values("qwen3", "gemma3", "mistral"));
+
+// The comparison can fail: the same models with a recipe detail removed are far off.
+TEST(FamilyForwardSensitivity, WindowNormsAndRopeMatter) {
+  auto fx_m = SafeTensors::open(fixture_dir("mistral") + "/logits.safetensors");
+  auto fx_g = SafeTensors::open(fixture_dir("gemma3") + "/logits.safetensors");
+  auto fx_q = SafeTensors::open(fixture_dir("qwen3") + "/logits.safetensors");
+  ASSERT_TRUE(fx_m.ok() && fx_g.ok() && fx_q.ok());
+  bool am;
+  {
+    auto m = load_model(fixture_dir("mistral"));
+    ASSERT_TRUE(m.ok());
+    m->cfg.layer_window.assign(m->cfg.n_layers, 0);  // full attention: the old defect
+    EXPECT_GT(max_rel_err(*m, *fx_m, &am), 1e-3);
+  }
+  {
+    auto m = load_model(fixture_dir("gemma3"));
+    ASSERT_TRUE(m.ok());
+    m->cfg.rope_local_theta = 0;  // one RoPE base for all layers
+    EXPECT_GT(max_rel_err(*m, *fx_g, &am), 1e-3);
+  }
+  {
+    auto m = load_model(fixture_dir("qwen3"));
+    ASSERT_TRUE(m.ok());
+    for (auto& b : m->blocks) b.q_norm.clear();  // no q norm
+    EXPECT_GT(max_rel_err(*m, *fx_q, &am), 1e-3);
+  }
+}
+
+TEST(GemmaNorm, StoredFormRoundTrips) {
+  auto m = load_model(fixture_dir("gemma3"));
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  auto st = SafeTensors::open(fixture_dir("gemma3"));
+  ASSERT_TRUE(st.ok());
+  auto w = st->to_f32("model.layers.0.input_layernorm.weight", {64});
+  ASSERT_TRUE(w.ok());
+  // held in memory as 1 + w, stored back as w
+  EXPECT_EQ(m->blocks[0].attn_norm[5], 1.0f + (*w)[5]);
+  EXPECT_NEAR(stored_norm(m->cfg, m->blocks[0].attn_norm)[5], (*w)[5], 1e-7);
+  EXPECT_EQ(m->blocks[0].q_norm.size(), 32u);
+  EXPECT_EQ(m->blocks[0].post_mlp_norm.size(), 64u);
+}
