@@ -76,9 +76,23 @@ def main():
     for k in ["rms_norm_eps", "rope_theta"]:
         rv = getattr(model.config, k, None)
         if rv is None and k == "rope_theta":
-            rv = (getattr(model.config, "rope_parameters", None) or {}).get("rope_theta")
+            rp = getattr(model.config, "rope_parameters", None) or {}
+            # Transformers 5: per layer type for Gemma 3 (full / sliding attention)
+            rv = (rp.get("full_attention") or rp).get("rope_theta")
         if rv is None or abs(cfg.get(k) - rv) > 1e-6 * abs(rv):
             print(f"CONFIG {k}: ours {cfg.get(k)!r}, transformers {rv!r}")
+            failures += 1
+    rp = getattr(model.config, "rope_parameters", None) or {}
+    if "sliding_attention" in rp:
+        rv = rp["sliding_attention"].get("rope_theta")
+        if cfg.get("rope_local_base_freq") != rv:
+            print(f"CONFIG rope_local_base_freq: ours {cfg.get('rope_local_base_freq')!r}, "
+                  f"transformers sliding_attention rope_theta {rv!r}")
+            failures += 1
+    for k in ["head_dim", "sliding_window", "layer_types", "query_pre_attn_scalar",
+              "final_logit_softcapping", "attn_logit_softcapping"]:
+        if k in cfg and cfg[k] != getattr(model.config, k, None):
+            print(f"CONFIG {k}: ours {cfg[k]!r}, transformers {getattr(model.config, k, None)!r}")
             failures += 1
 
     hf_tok = AutoTokenizer.from_pretrained(gdir, gguf_file=gname)
