@@ -11,7 +11,7 @@ APT_PKGS := cmake g++ make pkg-config nlohmann-json3-dev libcli11-dev libpcre2-d
 PY_PKGS := numpy safetensors openai selenium
 
 
-.PHONY: py-ref test-formats check-autoawq
+.PHONY: py-ref test-formats check-autoawq check-gemma3
 .PHONY: all deps build test test-fast sanitize demo model gemma3-model fp-model bench fuzz cuda clean
 
 all: build
@@ -45,6 +45,19 @@ GEMMA3_GGUF := $(MODELS)/gemma-3-270m-q4_k_m.gguf
 $(GEMMA3_GGUF):
 	bash scripts/fetch_gemma3.sh $(GEMMA3_GGUF)
 gemma3-model: $(GEMMA3_GGUF)
+GEMMA3_FP := $(MODELS)/gemma3-270m-fp32
+$(GEMMA3_FP)/config.json: $(GEMMA3_GGUF) | build
+	$(BUILD)/awq convert $(GEMMA3_GGUF) $(GEMMA3_FP)
+
+# The real Gemma 3 against Transformers' own GGUF loader (tensors, config, tokenizer on all of
+# wiki.test.raw) and its perplexity on the first two windows (docs/RESULTS.md; ~15 min on 2 cores).
+WIKI := ../shared/data/wikitext-2-raw/wiki.test.raw
+check-gemma3: build py-ref $(GEMMA3_FP)/config.json
+	python3 -c "import accelerate, gguf" 2>/dev/null || python3 -m pip install -q accelerate gguf
+	python3 scripts/check_convert.py $(GEMMA3_GGUF) $(GEMMA3_FP)
+	python3 scripts/check_tokenizer_parity.py $(BUILD)/awq $(GEMMA3_FP) $(GEMMA3_GGUF) $(WIKI)
+	$(BUILD)/awq ppl $(GEMMA3_FP) $(WIKI) --max-windows 2 --json
+	python3 scripts/hf_ppl.py $(GEMMA3_FP) $(WIKI) --max-windows 2
 
 $(FP_DIR)/config.json: $(GGUF) | build
 	$(BUILD)/awq convert $(GGUF) $(FP_DIR)
