@@ -296,6 +296,25 @@ std::string cps_to_utf8(const std::vector<uint32_t>& cps, size_t b, size_t e) {
 // piece first (generate_merges with score = -position); spaces become U+2581 in a normalizer;
 // control tokens are special added tokens, user-defined ones that are in the vocabulary are
 // plain added tokens.
+// vocab: spelling -> id as a Python dict comprehension builds it ({t: i for i, t in ...}): each
+// spelling at its first position, holding its last id. ordered_json's operator[] searches its
+// pairs linearly (quadratic: minutes for a 262k vocabulary), so the pairs are appended to the
+// ordered map's vector directly, once each.
+ojson vocab_object(const std::vector<std::string>& spelled,
+                   std::unordered_map<std::string, int64_t>& id_of) {
+  id_of.clear();
+  id_of.reserve(spelled.size() * 2);
+  for (size_t i = 0; i < spelled.size(); ++i) id_of[spelled[i]] = int64_t(i);
+  ojson vocab = ojson::object();
+  auto& pairs = vocab.get_ref<ojson::object_t&>();
+  pairs.reserve(id_of.size());
+  std::unordered_map<std::string, char> placed;
+  placed.reserve(spelled.size() * 2);
+  for (const std::string& t : spelled)
+    if (placed.emplace(t, 1).second) pairs.emplace_back(t, id_of[t]);
+  return vocab;
+}
+
 Expected<std::string> build_gemma_tokenizer_json(const GGUFFile& g) {
   AWQ_ASSIGN(auto toks, g.get_string_array("tokenizer.ggml.tokens"));
   std::vector<int64_t> types;
@@ -325,10 +344,7 @@ Expected<std::string> build_gemma_tokenizer_json(const GGUFFile& g) {
   }
   // vocab: token -> id, the last id winning for a repeated spelling (a Python dict comprehension)
   std::unordered_map<std::string, int64_t> id_of;
-  id_of.reserve(toks.size() * 2);
-  for (size_t i = 0; i < spelled.size(); ++i) id_of[spelled[i]] = int64_t(i);
-  ojson vocab = ojson::object();
-  for (size_t i = 0; i < spelled.size(); ++i) vocab[spelled[i]] = int64_t(i);
+  ojson vocab = vocab_object(spelled, id_of);
   // merges: tokens by first appearance, each scored by its (last) position; best = lowest id
   struct M {
     int64_t score_pos;
@@ -515,8 +531,10 @@ Expected<std::string> build_tokenizer_json(const GGUFFile& g) {
   }
   AWQ_ASSIGN(SpecialTokens sp, special_tokens(g, toks));
 
-  ojson vocab = ojson::object();
-  for (size_t i = 0; i < toks.size(); ++i) vocab[byte_level_spelling(toks[i])] = int64_t(i);
+  std::vector<std::string> spelled(toks.size());
+  for (size_t i = 0; i < toks.size(); ++i) spelled[i] = byte_level_spelling(toks[i]);
+  std::unordered_map<std::string, int64_t> id_of;
+  ojson vocab = vocab_object(spelled, id_of);
   ojson mj = ojson::array();
   for (const auto& m : merges) {
     ojson parts = ojson::array();
@@ -532,9 +550,10 @@ Expected<std::string> build_tokenizer_json(const GGUFFile& g) {
   std::map<int64_t, ojson> added;
   for (size_t i = 0; i < types.size(); ++i) {
     const bool control = types[i] == 3 && in_alphabet(toks[i]);
-    const bool user = types[i] == 4 && vocab.contains(toks[i]);
-    if (!control && !user) continue;
-    const int64_t id = vocab.at(toks[i]).get<int64_t>();
+    const auto found = id_of.find(toks[i]);
+    const bool user = types[i] == 4 && found != id_of.end();
+    if ((!control && !user) || found == id_of.end()) continue;
+    const int64_t id = found->second;
     if (added.count(id)) continue;
     added[id] = ojson{{"id", id},          {"content", toks[i]}, {"single_word", false},
                       {"lstrip", false},   {"rstrip", false},    {"normalized", false},
