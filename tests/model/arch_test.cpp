@@ -217,6 +217,42 @@ TEST(ArchConfig, Gemma2Defaults) {
   EXPECT_FALSE(gemma2_architecture().has_norm(NormSlot::Q));
 }
 
+TEST(ArchConfig, MoeFieldsAndRefusals) {
+  auto mx = parse_model_config(
+      cfg_json("MixtralForCausalLM", "\"num_local_experts\": 8, \"num_experts_per_tok\": 2"), "c");
+  ASSERT_TRUE(mx.ok()) << mx.error().message;
+  EXPECT_EQ(mx->n_experts, 8);
+  EXPECT_EQ(mx->top_k, 2);
+  EXPECT_EQ(mx->moe_intermediate, 128);  // intermediate_size
+  EXPECT_TRUE(mx->norm_topk_prob);
+  const std::string q3 = "\"num_experts\": 16, \"num_experts_per_tok\": 4, "
+                         "\"moe_intermediate_size\": 32";
+  auto qm = parse_model_config(cfg_json("Qwen3MoeForCausalLM", q3), "c");
+  ASSERT_TRUE(qm.ok()) << qm.error().message;
+  EXPECT_EQ(qm->n_experts, 16);
+  EXPECT_EQ(qm->moe_intermediate, 32);
+  EXPECT_FALSE(qm->norm_topk_prob);  // the config class default
+  // Transformers 5 saves num_experts as num_local_experts
+  auto q5 = parse_model_config(
+      cfg_json("Qwen3MoeForCausalLM", "\"num_local_experts\": 16, \"num_experts_per_tok\": 4, "
+                                      "\"moe_intermediate_size\": 32, \"norm_topk_prob\": true"),
+      "c");
+  ASSERT_TRUE(q5.ok()) << q5.error().message;
+  EXPECT_EQ(q5->n_experts, 16);
+  EXPECT_TRUE(q5->norm_topk_prob);
+  std::string e = parse_error("Qwen3MoeForCausalLM", q3 + ", \"mlp_only_layers\": [1]");
+  EXPECT_NE(e.find("\"mlp_only_layers\" = [1]"), std::string::npos) << e;
+  e = parse_error("Qwen3MoeForCausalLM", q3 + ", \"decoder_sparse_step\": 2");
+  EXPECT_NE(e.find("\"decoder_sparse_step\" = 2"), std::string::npos) << e;
+  e = parse_error("MixtralForCausalLM", "\"num_local_experts\": 4, \"num_experts_per_tok\": 5");
+  EXPECT_NE(e.find("num_experts_per_tok"), std::string::npos) << e;
+  EXPECT_EQ(mixtral_architecture().expert_prefix(2, 5, "gate_proj"),
+            "model.layers.2.block_sparse_moe.experts.5.w1");
+  EXPECT_EQ(qwen3_moe_architecture().expert_prefix(0, 1, "down_proj"),
+            "model.layers.0.mlp.experts.1.down_proj");
+  EXPECT_EQ(qwen3_moe_architecture().router_prefix(3), "model.layers.3.mlp.gate");
+}
+
 TEST(ArchConfig, GgufFileGivenForADirectory) {
   auto c = load_model_config("/tmp/model.Q4_K_M.gguf");
   ASSERT_FALSE(c.ok());
@@ -342,6 +378,24 @@ TEST(FamilyForwardSensitivity, WindowNormsAndRopeMatter) {
     std::swap(m->blocks[0].q, m->blocks[0].k);  // split the fused rows wrongly (q <-> k)
     std::swap(m->blocks[0].q.out, m->blocks[0].k.out);
     EXPECT_GT(max_rel_err(*m, *fx_p, &am), 1e-3);
+  }
+  {  // MoE routing: renormalising the top-k weights (or not) matters
+    auto fx = SafeTensors::open(fixture_dir("qwen3_moe") + "/logits.safetensors");
+    ASSERT_TRUE(fx.ok());
+    auto m = load_model(fixture_dir("qwen3_moe"));
+    ASSERT_TRUE(m.ok()) << m.error().message;
+    ASSERT_TRUE(m->cfg.norm_topk_prob);
+    m->cfg.norm_topk_prob = false;
+    EXPECT_GT(max_rel_err(*m, *fx, &am), 1e-3);
+  }
+  {  // and so does the number of experts per token
+    auto fx = SafeTensors::open(fixture_dir("mixtral") + "/logits.safetensors");
+    ASSERT_TRUE(fx.ok());
+    auto m = load_model(fixture_dir("mixtral"));
+    ASSERT_TRUE(m.ok()) << m.error().message;
+    ASSERT_EQ(m->cfg.top_k, 2);
+    m->cfg.top_k = 1;
+    EXPECT_GT(max_rel_err(*m, *fx, &am), 1e-3);
   }
   for (int which = 0; which < 2; ++which) {
     auto m = load_model(fixture_dir("gemma2"));
