@@ -11,7 +11,7 @@ the same fp32 values. Writes, per family, tests/fixtures/model/tiny_<family>/:
   logits.safetensors   tokens_<i> I32 [T], logits_<i> F32 [T, V] (fp32 eager forward)
 The tokenizer is tests/fixtures/tokenizer/tiny_llama3 (vocab 704); tests copy it in when a
 command needs one.
-Usage: gen_arch_fixtures.py [OUT_ROOT]   (default tests/fixtures/model)
+Usage: gen_arch_fixtures.py [OUT_ROOT [FAMILY ...]]   (default tests/fixtures/model, all families)
 """
 import json, os, sys
 
@@ -48,6 +48,87 @@ def families():
         num_attention_heads=4, num_key_value_heads=2, head_dim=16, rms_norm_eps=1e-5,
         max_position_embeddings=512, sliding_window=8, tie_word_embeddings=False,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0}), 0
+    # Phi-3-mini-4k: fused qkv_proj / gate_up_proj, multi-head (32/32), sliding_window 2047,
+    # untied; with Phi-4-mini's partial_rotary_factor 0.75. Shrunk: head_dim 16 (12 rotary
+    # dims), window 8.
+    yield "phi3", tf.Phi3Config(
+        vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=4, rms_norm_eps=1e-5,
+        max_position_embeddings=512, original_max_position_embeddings=512, sliding_window=8,
+        tie_word_embeddings=False, hidden_act="silu", pad_token_id=0, bos_token_id=1,
+        eos_token_id=2, partial_rotary_factor=0.75,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                         "partial_rotary_factor": 0.75}), 0
+    # gemma-2-2b: head_dim 256, 8 heads / 4 kv heads, window 4096 on even layers, soft-caps
+    # 50 / 30, query_pre_attn_scalar 256. Shrunk: window 8, 3 layers (sliding, full, sliding);
+    # soft-caps 4 / 6 so that they bite at these logit scales.
+    yield "gemma2", tf.Gemma2Config(
+        vocab_size=V, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=32, rms_norm_eps=1e-6,
+        max_position_embeddings=512, sliding_window=8, query_pre_attn_scalar=32,
+        hidden_activation="gelu_pytorch_tanh", tie_word_embeddings=True,
+        attn_logit_softcapping=4.0, final_logit_softcapping=6.0,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0}), 0
+    # Mixtral-8x7B: 8 experts, top-2, GQA 32/8, no window; shrunk: 8 experts of width 64.
+    yield "mixtral", tf.MixtralConfig(
+        vocab_size=V, hidden_size=64, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_local_experts=8,
+        num_experts_per_tok=2, rms_norm_eps=1e-5, max_position_embeddings=512,
+        sliding_window=None, tie_word_embeddings=False, hidden_act="silu",
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}), 0
+    # Qwen3-30B-A3B: 128 experts, top-8, width 768, norm_topk_prob, q/k norms, head_dim 128
+    # (q width > hidden); shrunk: 16 experts, top-4, width 32.
+    yield "qwen3_moe", tf.Qwen3MoeConfig(
+        vocab_size=V, hidden_size=64, intermediate_size=128, moe_intermediate_size=32,
+        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=32,
+        num_experts=16, num_experts_per_tok=4, norm_topk_prob=True, decoder_sparse_step=1,
+        mlp_only_layers=[], rms_norm_eps=1e-6, max_position_embeddings=512,
+        tie_word_embeddings=False, hidden_act="silu",
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}), 0
+
+
+MOE = {"mixtral": ("block_sparse_moe", "w1", "w3", "w2"),
+       "qwen3_moe": ("mlp", "gate_proj", "up_proj", "down_proj")}
+
+
+def moe_shape(model, family, g):
+    """MoE fixtures: a massive activation channel (hidden channel 0 of every embedding is about
+    4, as the outlier channels of real LLMs) and a few salient MLP-input channels (norm weights
+    x4), so AWQ has something to protect; block 0's last expert gets a router weight of -3 on
+    channel 0, so no token is ever routed to it (the no-calibration-tokens case)."""
+    with torch.no_grad():
+        emb = model.model.embed_tokens.weight
+        emb[:, 0] = 4.0 + 0.1 * torch.randn(emb.shape[0], generator=g)
+        for layer in model.model.layers:
+            layer.post_attention_layernorm.weight[1:4] *= 4.0
+        r = model.model.layers[0].mlp.gate.weight
+        r[-1, :] = 0.0
+        r[-1, 0] = -3.0
+        for p in model.parameters():
+            p.copy_(p.half().float())
+
+
+def legacy_moe_state_dict(sd, family):
+    """Transformers 5 holds the experts as 3D gate_up_proj / down_proj tensors; checkpoints (and
+    vLLM, and Transformers' own loader) use one module per expert: write those."""
+    blk, gate, up, down = MOE[family]
+    out = {}
+    for k, v in sd.items():
+        if ".mlp.experts.gate_up_proj" in k:
+            pre = k.replace("mlp.experts.gate_up_proj", blk + ".experts.")
+            inter = v.shape[1] // 2
+            for e in range(v.shape[0]):
+                out[f"{pre}{e}.{gate}.weight"] = v[e, :inter].contiguous()
+                out[f"{pre}{e}.{up}.weight"] = v[e, inter:].contiguous()
+        elif ".mlp.experts.down_proj" in k:
+            pre = k.replace("mlp.experts.down_proj", blk + ".experts.")
+            for e in range(v.shape[0]):
+                out[f"{pre}{e}.{down}.weight"] = v[e].contiguous()
+        elif ".mlp.gate.weight" in k:
+            out[k.replace("mlp.gate", blk + ".gate")] = v
+        else:
+            out[k] = v
+    return out
 
 
 def randomize(model, family, g):
@@ -68,7 +149,10 @@ def randomize(model, family, g):
 def main():
     root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "model")
+    only = set(sys.argv[2:])
     for family, cfg, seed in families():
+        if only and family not in only:
+            continue
         out = os.path.join(root, "tiny_" + family)
         os.makedirs(out, exist_ok=True)
         g = torch.Generator().manual_seed(1234 + seed)
@@ -76,13 +160,21 @@ def main():
         model = tf.AutoModelForCausalLM.from_config(cfg, attn_implementation="eager",
                                                    dtype=torch.float32)
         randomize(model, family, g)
+        if family in MOE:
+            moe_shape(model, family, g)
         model.eval()
         cfg.architectures = [type(model).__name__]
         cfg.save_pretrained(out)
         sd = {k: v.half().contiguous() for k, v in model.state_dict().items()}
         if cfg.tie_word_embeddings:
             sd.pop("lm_head.weight", None)
+        if family in MOE:
+            sd = legacy_moe_state_dict(sd, family)
         save_file(sd, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
+        if family in MOE:  # the reference logits come from Transformers' own load of that file
+            model = tf.AutoModelForCausalLM.from_pretrained(out, attn_implementation="eager",
+                                                           dtype=torch.float32)
+            model.eval()
         tensors = {}
         with torch.no_grad():
             for i, T in enumerate([40, 13]):

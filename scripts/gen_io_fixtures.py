@@ -290,11 +290,34 @@ def gen_tiny_llama():
         f.write(tok.backend_tokenizer.to_str(pretty=True))
 
 
+def gen_moe_meta():
+    """llama_moe_meta.gguf: llama metadata of a mixture-of-experts model (llama.cpp writes
+    Mixtral as "llama" with expert_count); no tensors. `awq convert` must refuse it by key."""
+    w = gguf.GGUFWriter(path("llama_moe_meta.gguf"), "llama")
+    w.add_uint32("llama.embedding_length", 64)
+    w.add_uint32("llama.feed_forward_length", 128)
+    w.add_uint32("llama.block_count", 2)
+    w.add_uint32("llama.attention.head_count", 4)
+    w.add_uint32("llama.attention.head_count_kv", 2)
+    w.add_uint32("llama.expert_count", 8)
+    w.add_uint32("llama.expert_used_count", 2)
+    w.add_float32("llama.attention.layer_norm_rms_epsilon", 1e-5)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 if __name__ == "__main__":
+    import sys
+    if sys.argv[1:] == ["moe_meta"]:  # only the MoE metadata fixture
+        gen_moe_meta()
+        sys.exit(0)
     gen_safetensors()
     gen_quant()
     gen_meta()
     gen_tiny_llama()
+    gen_moe_meta()
     total = sum(os.path.getsize(path(f)) for f in os.listdir(OUT))
     print(f"wrote {len(os.listdir(OUT))} files, {total} bytes, to {os.path.normpath(OUT)}")
     if total > 1 << 20:

@@ -21,6 +21,10 @@ struct ScaleGroup {
   std::vector<std::string> linears;   // e.g. {"q_proj", "k_proj", "v_proj"}
   enum class Compare { Attention, Mlp, Linear } compare;
   bool requires_same_shape = false;   // v -> o only for multi-head attention
+  // MoE: `linears` name expert linears. MlpNorm -> {gate_proj, up_proj}: one scale vector over
+  // every expert's gate/up (compare: the MoE block); up_proj -> down_proj: one group per expert,
+  // on the calibration tokens routed to it.
+  bool experts = false;
 };
 
 // How a norm weight is applied. Rms: y = w * x / rms(x). RmsPlusOne (Gemma): the file stores w
@@ -51,6 +55,29 @@ struct LinearName {
   std::string gguf;  // tensor stem under "blk.N.": "attn_q"
 };
 
+// Linears stored as one module in the checkpoint (Phi-3's qkv_proj, gate_up_proj): the fused
+// weight is the parts' rows one after another, in `parts` order. The loader splits it into the
+// parts (held and run as separate linears, so the forward, the engine and the AWQ search see
+// the Llama layout) and the checkpoint writer joins the parts' quantized rows again under the
+// fused name (vLLM loads qkv_proj / gate_up_proj fused). Quantization is per output row and
+// input group, so quantizing the parts separately gives exactly the fused module's codes; AWQ
+// scale groups over all parts share one scale vector (the fused input's).
+struct FusedLinear {
+  std::string hf;                  // module under "model.layers.N.": "self_attn.qkv_proj"
+  std::string gguf;                // tensor stem under "blk.N." ("attn_qkv"), empty if none
+  std::vector<std::string> parts;  // short names in row order: {"q_proj", "k_proj", "v_proj"}
+};
+
+// Mixture-of-experts MLP (Mixtral, Qwen 3-MoE): a router linear (hidden -> n_experts; kept
+// fp16, never quantized) picks top-k experts per token (softmax, then top-k, then renormalised
+// when the family/config says so); each expert is a gated MLP (gate, up, down) of
+// moe_intermediate width; the token's MLP output is the routing-weighted sum of its experts'.
+struct MoeNames {
+  std::string router;       // under "model.layers.N.": "block_sparse_moe.gate"
+  std::string experts;      // expert e's modules are under experts + "<e>.": "block_sparse_moe.experts."
+  std::string gate, up, down;  // module names in an expert: "w1", "w3", "w2"
+};
+
 struct Architecture {
   std::string name;        // HF "architectures"[0]: "LlamaForCausalLM"
   std::string model_type;  // HF "model_type": "llama"
@@ -63,6 +90,9 @@ struct Architecture {
   bool rope_per_layer_type = false;      // rope_parameters may be {full_attention, sliding_attention}
   std::vector<NormName> block_norms;     // checkpoint order
   std::vector<LinearName> linears;       // execution order
+  std::vector<FusedLinear> fused;       // linears stored fused (Phi-3); parts are in `linears`
+  bool moe = false;                      // the MLP of every block is a mixture of experts
+  MoeNames moe_names;                    // when moe; `linears` then holds only q/k/v/o
   std::vector<ScaleGroup> scale_groups;
   std::vector<std::string> never_quantized;  // module names left fp16 by default ("lm_head")
   // Family-specific config.json fields (activation, windows, rope variants, ...): read them into
@@ -72,8 +102,15 @@ struct Architecture {
 
   const LinearName* find_linear(const std::string& short_name) const;
   bool has_norm(NormSlot s) const;
-  // "model.layers.3.self_attn.q_proj"
+  // The fused module a linear is stored in (nullptr: stored alone); *index = its part number.
+  const FusedLinear* fused_of(const std::string& short_name, int* index = nullptr) const;
+  // "model.layers.3.self_attn.q_proj"; for a part of a fused module, the fused module's prefix
+  // ("model.layers.3.self_attn.qkv_proj"), which is what the checkpoint holds.
   std::string linear_prefix(int layer, const std::string& short_name) const;
+  // MoE: "model.layers.3.block_sparse_moe.experts.5.w1" for ("gate_proj", expert 5); the router:
+  // "model.layers.3.block_sparse_moe.gate".
+  std::string expert_prefix(int layer, int expert, const std::string& short_name) const;
+  std::string router_prefix(int layer) const;
 };
 
 // The registry (arch_registry.cpp): every supported family, Llama first.
@@ -88,6 +125,10 @@ const Architecture& mistral_architecture();
 const Architecture& qwen2_architecture();
 const Architecture& qwen3_architecture();
 const Architecture& gemma3_architecture();
+const Architecture& phi3_architecture();
+const Architecture& gemma2_architecture();
+const Architecture& mixtral_architecture();
+const Architecture& qwen3_moe_architecture();
 
 // Shared pieces the family files use.
 namespace arch_detail {
@@ -102,6 +143,9 @@ Status parse_layer_types(const nlohmann::json& j, ModelConfig& c, const std::str
                          const std::vector<int>& fallback, int window);
 // Optional integer field (null or absent -> def).
 Expected<int> opt_int(const nlohmann::json& j, const char* key, const std::string& src, int def);
+// Optional positive number (absent -> def; null -> 0, "off"): soft-capping values.
+Status opt_softcap(const nlohmann::json& j, const char* key, const std::string& src, float def,
+                   float& out);
 // A field that must be absent, null or false (a feature we do not implement).
 Status require_unset(const nlohmann::json& j, const char* key, const std::string& src,
                      const char* what);

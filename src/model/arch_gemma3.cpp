@@ -37,17 +37,8 @@ Status parse_gemma3(const json& j, ModelConfig& c, const std::string& src) {
   AWQ_ASSIGN(const int qpas, arch_detail::opt_int(j, "query_pre_attn_scalar", src, 256));
   if (qpas <= 0) return make_error(src, ": field \"query_pre_attn_scalar\" must be positive");
   c.attn_scale = (float)(1.0 / std::sqrt((double)qpas));
-  auto softcap = [&](const char* key, float& out) -> Status {
-    auto it = j.find(key);
-    if (it == j.end() || it->is_null()) return Status::Ok();
-    if (!it->is_number() || it->get<double>() <= 0)
-      return make_error(src, ": field \"", key, "\" must be a positive number or null, got ",
-                        it->dump());
-    out = it->get<float>();
-    return Status::Ok();
-  };
-  AWQ_TRY(softcap("attn_logit_softcapping", c.attn_softcap));
-  AWQ_TRY(softcap("final_logit_softcapping", c.final_softcap));
+  AWQ_TRY(arch_detail::opt_softcap(j, "attn_logit_softcapping", src, 0.0f, c.attn_softcap));
+  AWQ_TRY(arch_detail::opt_softcap(j, "final_logit_softcapping", src, 0.0f, c.final_softcap));
   AWQ_ASSIGN(const int w, arch_detail::opt_int(j, "sliding_window", src, 4096));
   int pattern = 6;
   for (const char* k : {"sliding_window_pattern", "_sliding_window_pattern"})

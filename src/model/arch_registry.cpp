@@ -20,16 +20,40 @@ bool Architecture::has_norm(NormSlot s) const {
   return false;
 }
 
+const FusedLinear* Architecture::fused_of(const std::string& short_name, int* index) const {
+  for (const auto& f : fused)
+    for (size_t i = 0; i < f.parts.size(); ++i)
+      if (f.parts[i] == short_name) {
+        if (index) *index = (int)i;
+        return &f;
+      }
+  return nullptr;
+}
+
 std::string Architecture::linear_prefix(int layer, const std::string& short_name) const {
+  const std::string p = "model.layers." + std::to_string(layer) + ".";
+  if (const FusedLinear* f = fused_of(short_name)) return p + f->hf;
   const LinearName* l = find_linear(short_name);
-  return "model.layers." + std::to_string(layer) + "." + (l ? l->hf : short_name);
+  return p + (l ? l->hf : short_name);
+}
+
+std::string Architecture::expert_prefix(int layer, int expert, const std::string& n) const {
+  const std::string& m = n == "gate_proj" ? moe_names.gate : n == "up_proj" ? moe_names.up
+                                                                            : moe_names.down;
+  return "model.layers." + std::to_string(layer) + "." + moe_names.experts +
+         std::to_string(expert) + "." + m;
+}
+
+std::string Architecture::router_prefix(int layer) const {
+  return "model.layers." + std::to_string(layer) + "." + moe_names.router;
 }
 
 const std::vector<Architecture>& supported_architectures() {
   // The one table: adding a family = one arch_<family>.cpp + one line here.
   static const std::vector<Architecture> archs = {
       llama_architecture(), mistral_architecture(), qwen2_architecture(),
-      qwen3_architecture(), gemma3_architecture(),
+      qwen3_architecture(), gemma3_architecture(), phi3_architecture(), gemma2_architecture(),
+      mixtral_architecture(), qwen3_moe_architecture(),
   };
   return archs;
 }
@@ -132,6 +156,23 @@ Expected<int> opt_int(const json& j, const char* key, const std::string& src, in
   if (!it->is_number_integer() || it->get<int64_t>() < 0 || it->get<int64_t>() > (1 << 30))
     return make_error(src, ": field \"", key, "\" must be a non-negative integer, got ", it->dump());
   return (int)it->get<int64_t>();
+}
+
+Status opt_softcap(const json& j, const char* key, const std::string& src, float def, float& out) {
+  auto it = j.find(key);
+  if (it == j.end()) {
+    out = def;
+    return Status::Ok();
+  }
+  if (it->is_null()) {
+    out = 0.0f;
+    return Status::Ok();
+  }
+  if (!it->is_number() || it->get<double>() <= 0)
+    return make_error(src, ": field \"", key, "\" must be a positive number or null, got ",
+                      it->dump());
+  out = it->get<float>();
+  return Status::Ok();
 }
 
 Status require_unset(const json& j, const char* key, const std::string& src, const char* what) {

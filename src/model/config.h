@@ -50,16 +50,25 @@ struct ModelConfig {
   Activation act = Activation::Silu;
   std::vector<int> layer_window;  // per layer: 0 = full causal attention, else keys in window
   float rope_local_theta = 0.0f;  // RoPE base of sliding-window layers (Gemma 3); 0 = rope_theta
+  int rotary_dim = 0;             // RoPE on the first rotary_dim dims of a head (Phi partial
+                                  // rotary); 0 = all head_dim dims
   float attn_scale = 0.0f;        // score scale; 0 = 1/sqrt(head_dim)
   float embed_scale = 1.0f;       // embeddings times this (Gemma: sqrt(hidden))
   float attn_softcap = 0.0f;      // scores = cap * tanh(scores / cap) when > 0 (Gemma 2)
   float final_softcap = 0.0f;     // logits = cap * tanh(logits / cap) when > 0 (Gemma 2)
+  // Mixture of experts (arch->moe): experts per block, experts per token, expert MLP width,
+  // and whether the top-k routing weights are renormalised to sum 1 (Mixtral: always).
+  int n_experts = 0;
+  int top_k = 0;
+  int moe_intermediate = 0;
+  bool norm_topk_prob = true;
   std::string json_text;  // the original config.json text
 
   int window_of(int layer) const {
     return layer >= 0 && layer < (int)layer_window.size() ? layer_window[layer] : 0;
   }
   bool local_rope(int layer) const { return rope_local_theta > 0.0f && window_of(layer) > 0; }
+  int rope_dims() const { return rotary_dim > 0 ? rotary_dim : head_dim; }
 };
 
 // Parse `dir`/config.json (or a config.json path). Errors name the file and field.

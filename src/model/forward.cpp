@@ -86,15 +86,16 @@ void build_tables(float theta, const RopeScaling& rs, int head_dim, int n_pos,
 
 void Rope::build(const ModelConfig& cfg, int n_pos) {
   head_dim = cfg.head_dim;
-  build_tables(cfg.rope_theta, cfg.rope_scaling, head_dim, n_pos, cos, sin);
+  rot_dim = cfg.rope_dims();
+  build_tables(cfg.rope_theta, cfg.rope_scaling, rot_dim, n_pos, cos, sin);
   cos_local.clear();
   sin_local.clear();
   if (cfg.rope_local_theta > 0.0f)
-    build_tables(cfg.rope_local_theta, RopeScaling{}, head_dim, n_pos, cos_local, sin_local);
+    build_tables(cfg.rope_local_theta, RopeScaling{}, rot_dim, n_pos, cos_local, sin_local);
 }
 
 void Rope::apply(float* x, int64_t n_rows, int n_heads, const int* positions, bool local) const {
-  const int half = head_dim / 2;
+  const int half = (rot_dim > 0 ? rot_dim : head_dim) / 2;
   const float* ct = local && !cos_local.empty() ? cos_local.data() : cos.data();
   const float* st = local && !sin_local.empty() ? sin_local.data() : sin.data();
 #pragma omp parallel for if (n_rows > 16)
@@ -211,8 +212,96 @@ void attention_forward(const ModelConfig& cfg, const BlockWeights& b, const Rope
   linear_forward(b.o, attn, n_tok, out);
 }
 
+namespace {
+
+// u = act(g) * u over n elements (the gated MLP's activation).
+void gated_activation(const ModelConfig& cfg, const float* g, float* u, int64_t n);
+
+}  // namespace
+
+void moe_route(const ModelConfig& cfg, const Linear& router, const float* xn, int64_t n_tok,
+               std::vector<int32_t>& experts, std::vector<float>& weights) {
+  const int E = cfg.n_experts, K = cfg.top_k;
+  std::vector<float> logits((size_t)n_tok * E);
+  linear_forward(router, xn, n_tok, logits.data());
+  experts.assign((size_t)n_tok * K, 0);
+  weights.assign((size_t)n_tok * K, 0.0f);
+#pragma omp parallel for if (n_tok > 64)
+  for (int64_t t = 0; t < n_tok; ++t) {
+    float* p = logits.data() + (size_t)t * E;
+    float mx = p[0];
+    for (int e = 1; e < E; ++e) mx = std::max(mx, p[e]);
+    float sum = 0.0f;
+    for (int e = 0; e < E; ++e) sum += (p[e] = std::exp(p[e] - mx));
+    for (int e = 0; e < E; ++e) p[e] /= sum;
+    int32_t* sel = experts.data() + (size_t)t * K;
+    float* w = weights.data() + (size_t)t * K;
+    std::vector<char> taken(E, 0);
+    float wsum = 0.0f;
+    for (int k = 0; k < K; ++k) {
+      int best = -1;
+      for (int e = 0; e < E; ++e)
+        if (!taken[e] && (best < 0 || p[e] > p[best])) best = e;
+      taken[best] = 1;
+      sel[k] = best;
+      wsum += (w[k] = p[best]);
+    }
+    if (cfg.norm_topk_prob)
+      for (int k = 0; k < K; ++k) w[k] /= wsum;
+  }
+}
+
+void moe_forward(const ModelConfig& cfg, const BlockWeights& b, const float* xn, int64_t n_tok,
+                 float* out, MoeRecord* rec) {
+  const int E = cfg.n_experts, K = cfg.top_k, H = cfg.hidden, I = cfg.moe_intermediate;
+  std::vector<int32_t> sel;
+  std::vector<float> w;
+  moe_route(cfg, b.router, xn, n_tok, sel, w);
+  // Rows per expert, ascending (Transformers' torch.where order).
+  std::vector<std::vector<int32_t>> rows(E);
+  std::vector<std::vector<float>> rw(E);
+  for (int64_t t = 0; t < n_tok; ++t)
+    for (int k = 0; k < K; ++k) {
+      rows[sel[(size_t)t * K + k]].push_back((int32_t)t);
+      rw[sel[(size_t)t * K + k]].push_back(w[(size_t)t * K + k]);
+    }
+  std::fill(out, out + (size_t)n_tok * H, 0.0f);
+  if (rec) {
+    rec->rows = rows;
+    rec->weight = rw;
+    rec->down_in.assign(E, {});
+  }
+  std::vector<float> xe, g, u, y;
+  for (int e = 0; e < E; ++e) {
+    const int64_t n = (int64_t)rows[e].size();
+    if (n == 0) continue;
+    xe.resize((size_t)n * H);
+    for (int64_t i = 0; i < n; ++i)
+      std::memcpy(xe.data() + (size_t)i * H, xn + (size_t)rows[e][i] * H, sizeof(float) * H);
+    g.resize((size_t)n * I);
+    u.resize((size_t)n * I);
+    y.resize((size_t)n * H);
+    const ExpertWeights& ex = b.experts[e];
+    linear_forward(ex.gate, xe.data(), n, g.data());
+    linear_forward(ex.up, xe.data(), n, u.data());
+    gated_activation(cfg, g.data(), u.data(), n * I);
+    if (rec) rec->down_in[e] = u;
+    linear_forward(ex.down, u.data(), n, y.data());
+    for (int64_t i = 0; i < n; ++i) {
+      float* o = out + (size_t)rows[e][i] * H;
+      const float* yi = y.data() + (size_t)i * H;
+      const float wi = rw[e][i];
+      for (int j = 0; j < H; ++j) o[j] += yi[j] * wi;
+    }
+  }
+}
+
 void mlp_forward(const ModelConfig& cfg, const BlockWeights& b, const float* xn, int64_t n_tok,
                  float* out, float* down_in) {
+  if (!b.experts.empty()) {
+    moe_forward(cfg, b, xn, n_tok, out);
+    return;
+  }
   const int I = cfg.intermediate;
   std::vector<float> g((size_t)n_tok * I), u_local;
   float* u = down_in;
@@ -222,22 +311,29 @@ void mlp_forward(const ModelConfig& cfg, const BlockWeights& b, const float* xn,
   }
   linear_forward(b.gate, xn, n_tok, g.data());
   linear_forward(b.up, xn, n_tok, u);
-  const int64_t n = n_tok * I;
+  gated_activation(cfg, g.data(), u, n_tok * I);
+  linear_forward(b.down, u, n_tok, out);
+}
+
+namespace {
+
+void gated_activation(const ModelConfig& cfg, const float* g, float* u, int64_t n) {
   const int64_t chunk = 16384;
   if (cfg.act == Activation::GeluTanh) {
 #pragma omp parallel for if (n > 65536)
     for (int64_t i = 0; i < n; ++i) {  // u = gelu_tanh(gate) * up, as torch's tanh approximation
       const float x = g[i];
       const float inner = 0.7978845608028654f * (x + 0.044715f * x * x * x);
-      u[i] *= 0.5f * x * (1.0f + std::tanh(inner));
+      u[i] *= 0.5f * x * (1.0f + std::tanh(inner));  // gelu_tanh(gate) * up
     }
   } else {
 #pragma omp parallel for if (n > 65536)
     for (int64_t i = 0; i < n; i += chunk)
-      silu_mul(g.data() + i, u + i, std::min(chunk, n - i));  // u = silu(gate) * up
+      silu_mul(g + i, u + i, std::min(chunk, n - i));  // u = silu(gate) * up
   }
-  linear_forward(b.down, u, n_tok, out);
 }
+
+}  // namespace
 
 void block_forward(const ModelConfig& cfg, const BlockWeights& b, const Rope& rope, float* x,
                    int n_seq, int T, BlockRecord* rec) {
@@ -249,7 +345,8 @@ void block_forward(const ModelConfig& cfg, const BlockWeights& b, const Rope& ro
     rec->attn_in.resize((size_t)n_tok * H);
     rec->o_in.resize((size_t)n_tok * cfg.n_heads * cfg.head_dim);
     rec->mlp_in.resize((size_t)n_tok * H);
-    rec->down_in.resize((size_t)n_tok * cfg.intermediate);
+    if (b.experts.empty()) rec->down_in.resize((size_t)n_tok * cfg.intermediate);
+    else rec->down_in.clear();
     xn = rec->attn_in.data();
     o_in = rec->o_in.data();
     down_in = rec->down_in.data();
@@ -262,7 +359,8 @@ void block_forward(const ModelConfig& cfg, const BlockWeights& b, const Rope& ro
   add_residual(cfg, b.post_attn_norm, x, tmp.data(), n_tok);
   if (rec) xn = rec->mlp_in.data();
   rms_norm(x, b.mlp_norm.data(), n_tok, H, cfg.rms_eps, xn);
-  mlp_forward(cfg, b, xn, n_tok, tmp.data(), down_in);
+  if (rec && !b.experts.empty()) moe_forward(cfg, b, xn, n_tok, tmp.data(), &rec->moe);
+  else mlp_forward(cfg, b, xn, n_tok, tmp.data(), down_in);
   add_residual(cfg, b.post_mlp_norm, x, tmp.data(), n_tok);
 }
 

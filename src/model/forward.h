@@ -9,12 +9,21 @@
 
 namespace awq {
 
+// MoE calibration record of one block: per expert, the tokens routed to it (row indices into
+// the block's token rows, ascending), their routing weights, and the input of its down_proj.
+struct MoeRecord {
+  std::vector<std::vector<int32_t>> rows;      // [expert][n_e]
+  std::vector<std::vector<float>> weight;      // [expert][n_e]
+  std::vector<std::vector<float>> down_in;     // [expert][n_e][moe_intermediate]
+};
+
 // Inputs of every linear layer of one block, recorded for the AWQ search.
 struct BlockRecord {
   std::vector<float> attn_in;   // [n_tok][hidden]  normed input of q/k/v
   std::vector<float> o_in;      // [n_tok][n_heads*head_dim] input of o_proj
   std::vector<float> mlp_in;    // [n_tok][hidden]  normed input of gate/up
-  std::vector<float> down_in;   // [n_tok][intermediate] input of down_proj
+  std::vector<float> down_in;   // [n_tok][intermediate] input of down_proj (dense MLP)
+  MoeRecord moe;                // MoE blocks: per-expert routing and down_proj inputs
 };
 
 // y[M][out] = x[M][in] · W^T + b  (fp32 sgemm, or the W4 kernels when the layer holds them)
@@ -22,11 +31,13 @@ void linear_forward(const Linear& l, const float* x, int64_t M, float* y);
 
 void rms_norm(const float* x, const float* w, int64_t n_tok, int dim, float eps, float* y);
 
-// Rotary tables for positions [0, n_pos): cos/sin [n_pos][head_dim/2] (HF rotate_half layout).
+// Rotary tables for positions [0, n_pos): cos/sin [n_pos][rot_dim/2] (HF rotate_half layout over
+// the first rot_dim dims of each head; partial rotary leaves dims rot_dim.. unchanged).
 // Models with a second RoPE base for their sliding-window layers (Gemma 3) also get the local
 // tables; apply(..., local = cfg.local_rope(layer)) picks them.
 struct Rope {
-  int head_dim = 0;
+  int head_dim = 0;  // stride of a head in the rows
+  int rot_dim = 0;   // dims rotated per head (cfg.rope_dims()); the rest pass through
   std::vector<float> cos, sin;
   std::vector<float> cos_local, sin_local;
   void build(const ModelConfig& cfg, int n_pos);
@@ -52,8 +63,20 @@ void add_residual(const ModelConfig& cfg, const std::vector<float>& post_norm, f
 void attention_forward(const ModelConfig& cfg, const BlockWeights& b, const Rope& rope,
                        const float* xn, int n_seq, int T, float* out, float* o_in = nullptr);
 // MLP module: xn [n_tok][hidden] -> out [n_tok][hidden]; down_in receives [n_tok][intermediate].
+// A MoE block (b.experts non-empty) runs moe_forward (down_in unused).
 void mlp_forward(const ModelConfig& cfg, const BlockWeights& b, const float* xn, int64_t n_tok,
                  float* out, float* down_in = nullptr);
+// Top-k routing of n_tok rows as Transformers does it: logits = xn · router^T, softmax in fp32,
+// the k largest probabilities (ties: lower expert first), divided by their sum when
+// cfg.norm_topk_prob. experts/weights [n_tok][top_k].
+void moe_route(const ModelConfig& cfg, const Linear& router, const float* xn, int64_t n_tok,
+               std::vector<int32_t>& experts, std::vector<float>& weights);
+// MoE MLP: xn [n_tok][hidden] -> out [n_tok][hidden]; each expert runs on the rows routed to it
+// (gathered), its output weighted and summed in expert order. rec (optional) receives the
+// per-expert routing and down_proj inputs.
+void moe_forward(const ModelConfig& cfg, const BlockWeights& b, const float* xn, int64_t n_tok,
+                 float* out, MoeRecord* rec = nullptr);
+
 // One decoder block in place on x [n_seq*T][hidden]; records linear inputs when rec != null.
 void block_forward(const ModelConfig& cfg, const BlockWeights& b, const Rope& rope, float* x,
                    int n_seq, int T, BlockRecord* rec = nullptr);

@@ -79,6 +79,11 @@ Expected<LlamaDims> llama_dims(const GGUFFile& g) {
     return make_error(g.path(), ": ", kp, "attention.head_count_kv is a per-layer array; "
                                 "only a single value is supported");
   d.n_kv_heads = opt_int(g, kp + "attention.head_count_kv").value_or(d.n_heads);
+  // llama.cpp writes Mixtral as "llama" with experts (ffn_*_exps tensors): not read yet
+  if (auto e = opt_int(g, kp + "expert_count"); e && *e > 0)
+    return make_error(g.path(), ": ", kp, "expert_count = ", *e,
+                      ": mixture-of-experts GGUF files are not supported yet (convert from the "
+                      "Hugging Face checkpoint instead)");
   AWQ_ASSIGN(d.eps, g.get_f32(kp + "attention.layer_norm_rms_epsilon"));
   d.rope_theta = g.has(kp + "rope.freq_base") ? *g.get_f32(kp + "rope.freq_base") : 10000.f;
   d.ctx = opt_int(g, kp + "context_length").value_or(2048);

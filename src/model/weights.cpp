@@ -165,6 +165,38 @@ LinearShape linear_shape(const ModelConfig& cfg, const std::string& n) {
   return {cfg.intermediate, H};  // down_proj
 }
 
+namespace {
+
+// Rows [r0, r1) of a linear (fp32 rows, bias, or the W4 tiles of 8 rows when only w4 is held).
+Expected<Linear> slice_rows(const Linear& f, int r0, int r1, const std::string& prefix) {
+  Linear l;
+  l.in = f.in;
+  l.out = r1 - r0;
+  if (!f.bias.empty()) l.bias.assign(f.bias.begin() + r0, f.bias.begin() + r1);
+  if (!f.weight.empty()) {
+    l.weight.assign(f.weight.begin() + (size_t)r0 * f.in, f.weight.begin() + (size_t)r1 * f.in);
+    return l;
+  }
+  if (!f.w4) return make_error(prefix, ": nothing loaded");
+  constexpr int R = W4Matrix::kTileRows;
+  if (r0 % R != 0 || r1 % R != 0)
+    return make_error(prefix, ": cannot split the 4-bit rows at ", r0, "..", r1,
+                      " (parts of a fused module must be multiples of ", R, " rows)");
+  auto w = std::make_shared<W4Matrix>();
+  w->K = f.w4->K;
+  w->N = l.out;
+  w->group_size = f.w4->group_size;
+  w->n_groups = f.w4->n_groups;
+  w->group_len = f.w4->group_len;
+  const size_t ts = f.w4->tile_stride();
+  w->data.assign(f.w4->data.begin() + (size_t)(r0 / R) * ts,
+                 f.w4->data.begin() + (size_t)(r1 / R) * ts);
+  l.w4 = std::move(w);
+  return l;
+}
+
+}  // namespace
+
 Expected<BlockWeights> load_block(const SafeTensors& st, const ModelConfig& cfg, int layer,
                                   const LoadOptions& opt) {
   BlockWeights b;
@@ -175,9 +207,41 @@ Expected<BlockWeights> load_block(const SafeTensors& st, const ModelConfig& cfg,
     AWQ_ASSIGN(b.norm(n.slot), load_norm(st, cfg, p + n.hf, norm_width(cfg, n.slot)));
   }
   for (const LinearName& ln : a.linears) {
+    if (a.fused_of(ln.name)) continue;
     const LinearShape s = linear_shape(cfg, ln.name);
     const bool qkv = ln.name == "q_proj" || ln.name == "k_proj" || ln.name == "v_proj";
     AWQ_TRY(load_linear(st, cfg, p + ln.hf, s.in, s.out, qkv && a.qkv_bias, b.linear(ln.name), opt));
+  }
+  if (a.moe) {  // router (fp32 in memory, as the checkpoint stores it or dequantized) and experts
+    const int H = cfg.hidden, I = cfg.moe_intermediate, E = cfg.n_experts;
+    AWQ_TRY(load_linear(st, cfg, a.router_prefix(layer), H, E, false, b.router, LoadOptions{}));
+    b.experts.resize(E);
+    for (int e = 0; e < E; ++e) {
+      ExpertWeights& x = b.experts[e];
+      AWQ_TRY(load_linear(st, cfg, a.expert_prefix(layer, e, "gate_proj"), H, I, false, x.gate, opt));
+      AWQ_TRY(load_linear(st, cfg, a.expert_prefix(layer, e, "up_proj"), H, I, false, x.up, opt));
+      AWQ_TRY(load_linear(st, cfg, a.expert_prefix(layer, e, "down_proj"), I, H, false, x.down, opt));
+    }
+  }
+  for (const FusedLinear& fl : a.fused) {  // one module in the file, split into its parts
+    int out = 0, in = -1;
+    bool bias = false;
+    for (const auto& part : fl.parts) {
+      const LinearShape s = linear_shape(cfg, part);
+      if (in >= 0 && s.in != in)
+        return make_error(p + fl.hf, ": parts of a fused module must share their input size");
+      in = s.in;
+      out += s.out;
+      bias |= a.qkv_bias && (part == "q_proj" || part == "k_proj" || part == "v_proj");
+    }
+    Linear f;
+    AWQ_TRY(load_linear(st, cfg, p + fl.hf, in, out, bias, f, opt));
+    int r0 = 0;
+    for (const auto& part : fl.parts) {
+      const int r1 = r0 + linear_shape(cfg, part).out;
+      AWQ_ASSIGN(b.linear(part), slice_rows(f, r0, r1, p + fl.hf));
+      r0 = r1;
+    }
   }
   return b;
 }

@@ -21,6 +21,14 @@ struct Linear {
   std::shared_ptr<W4Matrix> w4;   // AWQ 4-bit weights for the fast kernels (optional)
 };
 
+// One expert of a mixture-of-experts MLP (model/arch.h MoeNames).
+struct ExpertWeights {
+  Linear gate, up, down;
+  Linear& linear(const std::string& short_name) {
+    return short_name == "gate_proj" ? gate : short_name == "up_proj" ? up : down;
+  }
+};
+
 // Norm weights are held as the effective multiplier (1 + w for NormKind::RmsPlusOne).
 // The norms an architecture does not have stay empty.
 struct BlockWeights {
@@ -29,7 +37,9 @@ struct BlockWeights {
   std::vector<float> mlp_norm;    // [hidden] before the MLP (Llama: post_attention_layernorm)
   std::vector<float> post_attn_norm, post_mlp_norm;  // [hidden] Gemma 2/3
   std::vector<float> q_norm, k_norm;                 // [head_dim] Qwen 3, Gemma 3
-  Linear q, k, v, o, gate, up, down;
+  Linear q, k, v, o, gate, up, down;  // gate/up/down empty in MoE blocks
+  Linear router;                       // MoE: [n_experts][hidden], fp32 (never quantized)
+  std::vector<ExpertWeights> experts;  // MoE: n_experts
   Linear& linear(const std::string& short_name);
   const Linear& linear(const std::string& short_name) const;
   std::vector<float>& norm(NormSlot s);

@@ -74,6 +74,29 @@ std::vector<float>& record_of(BlockRecord& r, Input in) {
   }
 }
 
+}  // namespace
+
+void MoeExpertStats::add(const MoeRecord& rec) {
+  for (size_t e = 0; e < rec.down_in.size() && e < sum_.size(); ++e) {
+    const std::vector<float>& x = rec.down_in[e];
+    if (x.empty()) continue;
+    if (sum_[e].empty()) sum_[e].assign(width_, 0.0);
+    const int64_t rows = (int64_t)x.size() / width_;
+    for (int64_t t = 0; t < rows; ++t)
+      for (int k = 0; k < width_; ++k) sum_[e][k] += std::fabs(x[(size_t)t * width_ + k]);
+    n_[e] += rows;
+  }
+}
+
+std::vector<float> MoeExpertStats::mean(int e) const {
+  if (n_[e] == 0) return {};
+  std::vector<float> m(width_);
+  for (int k = 0; k < width_; ++k) m[k] = (float)(sum_[e][k] / (double)n_[e]);
+  return m;
+}
+
+namespace {
+
 bool cancelled(const QuantizeOptions& opt) {
   return cancel_requested() || (opt.cancel && opt.cancel->load(std::memory_order_relaxed));
 }
@@ -223,7 +246,8 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
     return make_error(model_dir, "/config.json: the model is already quantized (quantization_config present)");
   const QuantConfig& qc = opt.search.q;
   {
-    const int ks[3] = {cfg.hidden, cfg.n_heads * cfg.head_dim, cfg.intermediate};
+    const int ks[3] = {cfg.hidden, cfg.n_heads * cfg.head_dim,
+                       cfg.arch->moe ? cfg.moe_intermediate : cfg.intermediate};
     for (int K : ks) {
       if (K % effective_group(qc, K) == 0) continue;
       int fit = -1;  // the largest vLLM group size that divides every input size
@@ -241,6 +265,13 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
   AWQ_ASSIGN(Tokenizer tok, Tokenizer::load(model_dir));
   AWQ_ASSIGN(SafeTensors st, SafeTensors::open(model_dir));
   const bool awq = opt.method == QuantizeOptions::Method::Awq;
+  // MoE: the router is never quantized; modules_to_not_convert names it (the loader and vLLM
+  // read that list), as AutoAWQ writes it.
+  std::vector<std::string> not_convert = opt.modules_to_not_convert;
+  if (cfg.arch->moe)
+    for (const auto& m : cfg.arch->never_quantized)
+      if (m != "lm_head" && std::find(not_convert.begin(), not_convert.end(), m) == not_convert.end())
+        not_convert.push_back(m);
   CalibBlocks calib;  // RTN needs no calibration data
   if (awq) {
     AWQ_ASSIGN(auto texts, load_calibration_texts(opt.calib_path));
@@ -335,6 +366,8 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
     for (const auto& c : j.value("clips", nlohmann::json::array()))
       rep.clips.push_back({c["layer"], c["linear"], c["err_before"], c["err_after"]});
     for (const auto& w : j.value("warnings", nlohmann::json::array())) rep.warnings.push_back(w);
+    for (const auto& e : j.value("experts", nlohmann::json::array()))
+      rep.experts.push_back({e[0].get<int>(), e[1].get<int>(), e[2].get<int64_t>()});
     rep.params_total += j.value("params_total", 0.0);
     rep.params_quantized += j.value("params_quantized", 0.0);
     marlin_fallbacks += j.value("marlin_fallbacks", 0);
@@ -404,7 +437,7 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
     phase_i = 0;
     recorded = BlockRecordedTensors{};
     const size_t n_groups_before = rep.groups.size(), n_clips_before = rep.clips.size(),
-                 n_warn_before = rep.warnings.size();
+                 n_warn_before = rep.warnings.size(), n_experts_before = rep.experts.size();
     const double params_total_before = rep.params_total,
                  params_quantized_before = rep.params_quantized;
     const int marlin_before = marlin_fallbacks;
@@ -433,8 +466,12 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
       // modules left unconverted.
       auto clipped = [&](const std::string& n) {
         return n != "q_proj" && n != "k_proj" &&
-               !not_converted(opt.modules_to_not_convert, cfg.arch->linear_prefix(layer, n));
+               !not_converted(not_convert, cfg.arch->linear_prefix(layer, n));
       };
+      const bool moe = cfg.arch->moe;
+      MoeExpertStats m_exp(moe ? cfg.n_experts : 0, cfg.moe_intermediate);
+      if (moe) rec.moe.rows.assign(cfg.n_experts, {}), rec.moe.weight.assign(cfg.n_experts, {}),
+          rec.moe.down_in.assign(cfg.n_experts, {});
       for (int c0 = 0; c0 < NB; c0 += chunk) {
         const int nb = std::min(chunk, NB - c0);
         BlockRecord cr;
@@ -443,10 +480,11 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
         m_attn.add(cr.attn_in, H);
         m_o.add(cr.o_in, cfg.n_heads * cfg.head_dim);
         m_mlp.add(cr.mlp_in, H);
-        m_down.add(cr.down_in, cfg.intermediate);
+        if (!moe) m_down.add(cr.down_in, cfg.intermediate);
+        else m_exp.add(cr.moe);
         if (gram_lin) {
           gram_o.add(cr.o_in.data(), (int64_t)nb * T);
-          gram_down.add(cr.down_in.data(), (int64_t)nb * T);
+          if (!moe) gram_down.add(cr.down_in.data(), (int64_t)nb * T);
         }
         if (clip_gram) {
           gram_attn.add(cr.attn_in.data(), (int64_t)nb * T);
@@ -461,7 +499,19 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
           append(rec.attn_in, cr.attn_in);
           append(rec.o_in, cr.o_in);
           append(rec.mlp_in, cr.mlp_in);
-          append(rec.down_in, cr.down_in);
+          if (!moe) append(rec.down_in, cr.down_in);
+          // MoE: the routed rows of the kept calibration blocks, as rows of rec.mlp_in
+          const int32_t row_end = (int32_t)keep * T, row_off = (int32_t)c0 * T;
+          const int I = cfg.moe_intermediate;
+          for (size_t e = 0; e < cr.moe.rows.size(); ++e)
+            for (size_t i = 0; i < cr.moe.rows[e].size(); ++i) {
+              if (cr.moe.rows[e][i] >= row_end) break;  // rows ascend
+              rec.moe.rows[e].push_back(cr.moe.rows[e][i] + row_off);
+              rec.moe.weight[e].push_back(cr.moe.weight[e][i]);
+              rec.moe.down_in[e].insert(rec.moe.down_in[e].end(),
+                                        cr.moe.down_in[e].begin() + i * I,
+                                        cr.moe.down_in[e].begin() + (i + 1) * I);
+            }
         }
         AWQ_TRY(check_cancel(opt));
       }
@@ -475,7 +525,92 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
         std::vector<float> s_prev;  // per output channel of the previous op
       };
       std::vector<Found> found;
+      struct MoeFound {
+        int expert;  // -1: the shared post-attention-norm group over every expert's gate/up
+        std::vector<float> s;
+      };
+      std::vector<MoeFound> moe_found;
+      auto report_group = [&](const std::string& group, const ScaleResult& r) {
+        if (!r.note.empty()) {
+          std::fprintf(stderr, "warning: %s\n", r.note.c_str());
+          rep.warnings.push_back(r.note);
+        }
+        GroupReport gr;
+        gr.layer = layer;
+        gr.group = group;
+        gr.best_index = r.best_index;
+        gr.loss_best = r.best_loss;
+        gr.loss_identity = r.losses.empty() ? 0 : r.losses[0];
+        gr.fallback = r.fallback;
+        rep.groups.push_back(gr);
+      };
       for (const ScaleGroup& g : cfg.arch->scale_groups) {
+        if (g.experts && g.prev_kind == ScaleGroup::Prev::MlpNorm) {
+          // every expert's gate/up share one scale vector; compare the whole MoE block (the
+          // router sees the original input: its weight is compensated when the scales fold)
+          phase("grid experts " + join(g.linears));
+          std::vector<Linear*> ls;
+          for (auto& ex : b.experts)
+            for (const auto& n : g.linears) ls.push_back(&ex.linear(n));
+          const std::vector<float> x_mean = m_mlp.mean();
+          auto run = [&](std::vector<float>& y) {
+            y.resize((size_t)n_tok * H);
+            for (int sb = 0; sb < n_search && !cancelled(opt); ++sb)
+              moe_forward(cfg, b, rec.mlp_in.data() + (size_t)sb * T * H, T,
+                          y.data() + (size_t)sb * T * H);
+          };
+          std::vector<float> y_ref, y;
+          run(y_ref);
+          const std::string name = "layer " + std::to_string(layer) + " experts " + join(g.linears);
+          ScaleResult r = search_scales_loss(
+              ls, x_mean,
+              [&] {
+                run(y);
+                return mse(y_ref, y);
+              },
+              opt.search, name);
+          report_group("experts " + join(g.linears), r);
+          moe_found.push_back({-1, std::move(r.scales)});
+          AWQ_TRY(check_cancel(opt));
+          continue;
+        }
+        if (g.experts) {
+          // each expert's up -> down, on the calibration tokens routed to it
+          phase("grid experts " + g.prev_linear + "->" + join(g.linears));
+          const int I = cfg.moe_intermediate;
+          for (int e = 0; e < cfg.n_experts; ++e) {
+            rep.experts.push_back({layer, e, m_exp.tokens(e)});
+            const std::vector<float>& xin = rec.moe.down_in[e];
+            const int64_t ne = (int64_t)xin.size() / I;
+            if (m_exp.tokens(e) == 0 || ne == 0) {
+              const std::string note = "layer " + std::to_string(layer) + " expert " +
+                                       std::to_string(e) +
+                                       ": no calibration tokens routed to it; quantized without "
+                                       "its up->down scale and without clipping";
+              rep.warnings.push_back(note);
+              continue;
+            }
+            Linear* l = &b.experts[e].linear(g.linears[0]);
+            auto run = [&, l](std::vector<float>& y) {
+              y.resize((size_t)ne * l->out);
+              linear_forward(*l, xin.data(), ne, y.data());
+            };
+            std::vector<float> y_ref, y;
+            run(y_ref);
+            const std::string group = "experts." + std::to_string(e) + "." + join(g.linears);
+            ScaleResult r = search_scales_loss(
+                {l}, m_exp.mean(e),
+                [&] {
+                  run(y);
+                  return mse(y_ref, y);
+                },
+                opt.search, "layer " + std::to_string(layer) + " " + group);
+            report_group(group, r);
+            moe_found.push_back({e, std::move(r.scales)});
+            AWQ_TRY(check_cancel(opt));
+          }
+          continue;
+        }
         std::vector<Linear*> ls;
         for (const auto& n : g.linears) ls.push_back(&b.linear(n));
         std::vector<int> tie;  // GQA v -> o: o_proj input channel -> v output channel
@@ -564,6 +699,23 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
         AWQ_TRY(check_cancel(opt));
       }
       std::vector<float> in_scale[4];  // per Input: the scales its recorded inputs were divided by
+      for (auto& f : moe_found) {
+        if (f.expert < 0) {
+          apply_scales_to_norm(b.mlp_norm, f.s);
+          apply_scales_to_linear(b.router, f.s);  // router(x / s) with columns * s = router(x)
+          for (auto& ex : b.experts) {
+            apply_scales_to_linear(ex.gate, f.s);
+            apply_scales_to_linear(ex.up, f.s);
+          }
+          divide_inputs(rec.mlp_in, H, f.s);
+          in_scale[(int)Input::Mlp] = f.s;
+        } else {
+          ExpertWeights& ex = b.experts[f.expert];
+          apply_scales_to_prev_linear(ex.up, f.s);
+          apply_scales_to_linear(ex.down, f.s);
+          divide_inputs(rec.moe.down_in[f.expert], cfg.moe_intermediate, f.s);
+        }
+      }
       for (auto& f : found) {
         const ScaleGroup& g = *f.g;
         in_scale[(int)input_of(g.linears[0])] = f.s;
@@ -596,6 +748,28 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
                                                 opt.search);
           rep.clips.push_back({layer, n, cr.err_before, cr.err_after});
         }
+        // MoE experts: each linear on the tokens routed to its expert (sampled search; an
+        // expert's Gram matrices would be n_experts times the dense model's)
+        for (int e = 0; moe && e < cfg.n_experts; ++e) {
+          AWQ_TRY(check_cancel(opt));
+          const std::vector<int32_t>& rows = rec.moe.rows[e];
+          if (rows.empty()) continue;
+          std::vector<float> xe(rows.size() * (size_t)H);
+          for (size_t i = 0; i < rows.size(); ++i)
+            std::memcpy(xe.data() + i * H, rec.mlp_in.data() + (size_t)rows[i] * H,
+                        sizeof(float) * H);
+          ExpertWeights& ex = b.experts[e];
+          for (const char* n : {"gate_proj", "up_proj", "down_proj"}) {
+            const std::string prefix = cfg.arch->expert_prefix(layer, e, n);
+            if (not_converted(not_convert, prefix)) continue;
+            const bool down = std::string(n) == "down_proj";
+            const ClipResult cr = search_and_apply_clip(
+                ex.linear(n), down ? rec.moe.down_in[e].data() : xe.data(),
+                (int64_t)rows.size(), opt.search);
+            rep.clips.push_back({layer, "experts." + std::to_string(e) + "." + n, cr.err_before,
+                                 cr.err_after});
+          }
+        }
       }
       AWQ_TRY(check_cancel(opt));
       phase("write");
@@ -606,28 +780,79 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
       const std::vector<float> w = stored_norm(cfg, b.norm(nn.slot));
       AWQ_TRY(add_fp16(lp + nn.hf, {(int64_t)w.size()}, w.data()));
     }
+    // Modules as the checkpoint stores them: a linear alone, or the parts of a fused module
+    // (Phi-3 qkv_proj / gate_up_proj) joined row-wise (model/arch.h FusedLinear).
     for (const LinearName& ln : cfg.arch->linears) {
       const std::string& n = ln.name;
-      const Linear& l = b.linear(n);
+      int part = 0;
+      const FusedLinear* fl = cfg.arch->fused_of(n, &part);
+      if (fl && part != 0) continue;  // written with part 0
+      std::vector<const Linear*> ls;
+      if (fl)
+        for (const auto& pn : fl->parts) ls.push_back(&b.linear(pn));
+      else
+        ls.push_back(&b.linear(n));
       const std::string prefix = cfg.arch->linear_prefix(layer, n);
-      rep.params_total += (double)l.in * l.out;
-      if (not_converted(opt.modules_to_not_convert, prefix)) {
-        AWQ_TRY(add_fp16(prefix + ".weight", {l.out, l.in}, l.weight.data()));
-        if (!l.bias.empty()) AWQ_TRY(add_fp16(prefix + ".bias", {l.out}, l.bias.data()));
+      const int K = ls[0]->in;
+      int N = 0;
+      bool has_bias = false;
+      for (const Linear* l : ls) N += l->out, has_bias |= !l->bias.empty();
+      std::vector<float> joined_w, joined_b;
+      const float* W = ls[0]->weight.data();
+      const float* B = ls[0]->bias.empty() ? nullptr : ls[0]->bias.data();
+      if (ls.size() > 1) {
+        for (const Linear* l : ls) {
+          joined_w.insert(joined_w.end(), l->weight.begin(), l->weight.end());
+          if (has_bias) {
+            if (l->bias.empty()) joined_b.insert(joined_b.end(), l->out, 0.0f);
+            else joined_b.insert(joined_b.end(), l->bias.begin(), l->bias.end());
+          }
+        }
+        W = joined_w.data();
+        B = has_bias ? joined_b.data() : nullptr;
+      }
+      rep.params_total += (double)K * N;
+      if (not_converted(not_convert, prefix)) {
+        AWQ_TRY(add_fp16(prefix + ".weight", {N, K}, W));
+        if (B) AWQ_TRY(add_fp16(prefix + ".bias", {N}, B));
         continue;
       }
-      rep.params_quantized += (double)l.in * l.out;
-      auto ql = quantize_linear(l.weight.data(), l.out, l.in, qc);
+      rep.params_quantized += (double)K * N;
+      auto ql = quantize_linear(W, N, K, qc);
       if (!ql) return make_error(prefix, ": ", ql.error().message);
-      AWQ_TRY(add_quantized(prefix, std::move(*ql), l.bias.empty() ? nullptr : l.bias.data()));
+      AWQ_TRY(add_quantized(prefix, std::move(*ql), B));
       // every block has the same shapes: check vLLM loadability (awq kernels) once
       if (layer == 0 && opt.format == CheckpointFormat::AutoAwq) {
         const bool row_parallel = n == "o_proj" || n == "down_proj";
-        for (auto& w : vllm_tp_warnings(prefix, l.in, l.out, qc, row_parallel)) {
+        for (auto& w : vllm_tp_warnings(prefix, K, N, qc, row_parallel)) {
           if (w.find("awq_marlin falls back") != std::string::npos) ++marlin_fallbacks;
           else rep.warnings.push_back(w);
         }
       }
+    }
+    if (cfg.arch->moe) {  // router (fp16, never quantized), then every expert's linears
+      const std::string rp = cfg.arch->router_prefix(layer);
+      rep.params_total += (double)b.router.in * b.router.out;
+      AWQ_TRY(add_fp16(rp + ".weight", {b.router.out, b.router.in}, b.router.weight.data()));
+      for (int e = 0; e < cfg.n_experts; ++e)
+        for (const char* n : {"gate_proj", "up_proj", "down_proj"}) {
+          const Linear& l = b.experts[e].linear(n);
+          const std::string prefix = cfg.arch->expert_prefix(layer, e, n);
+          rep.params_total += (double)l.in * l.out;
+          if (not_converted(not_convert, prefix)) {
+            AWQ_TRY(add_fp16(prefix + ".weight", {l.out, l.in}, l.weight.data()));
+            continue;
+          }
+          rep.params_quantized += (double)l.in * l.out;
+          auto ql = quantize_linear(l.weight.data(), l.out, l.in, qc);
+          if (!ql) return make_error(prefix, ": ", ql.error().message);
+          AWQ_TRY(add_quantized(prefix, std::move(*ql), nullptr));
+          if (layer == 0 && e == 0 && opt.format == CheckpointFormat::AutoAwq)
+            for (auto& w : vllm_tp_warnings(prefix, l.in, l.out, qc, std::string(n) == "down_proj")) {
+              if (w.find("awq_marlin falls back") != std::string::npos) ++marlin_fallbacks;
+              else rep.warnings.push_back(w);
+            }
+        }
     }
     if (keep_state) {  // the block is complete: save it for --resume
       nlohmann::json& j = recorded.report;
@@ -645,6 +870,9 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
                               {"err_before", c.err_before}, {"err_after", c.err_after}});
       }
       j["warnings"] = std::vector<std::string>(rep.warnings.begin() + n_warn_before, rep.warnings.end());
+      j["experts"] = nlohmann::json::array();
+      for (size_t i = n_experts_before; i < rep.experts.size(); ++i)
+        j["experts"].push_back({rep.experts[i].layer, rep.experts[i].expert, rep.experts[i].tokens});
       j["params_total"] = rep.params_total - params_total_before;
       j["params_quantized"] = rep.params_quantized - params_quantized_before;
       j["marlin_fallbacks"] = marlin_fallbacks - marlin_before;
@@ -672,7 +900,7 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
       AWQ_TRY(writer.add_fp16("lm_head.weight", {cfg.vocab, H}, head.data()));
     }
   }
-  AWQ_TRY(writer.finish(src_files_dir, cfg.json_text, opt.modules_to_not_convert));
+  AWQ_TRY(writer.finish(src_files_dir, cfg.json_text, not_convert));
   prog.finish();
   if (keep_state || opt.resume) resume.remove();
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "model/forward.h"
+
 #include "core/status.h"
 #include "quant/awq_checkpoint.h"
 #include "quant/awq_search.h"
@@ -60,6 +62,30 @@ struct ClipReport {
                                             // vs the chosen clipping (search_and_apply_clip*)
 };
 
+// MoE: calibration tokens routed to one expert of one block (all calibration blocks). An expert
+// with none gets no statistics: its up -> down scale is the identity and its linears are not
+// clipped (plain round-to-nearest of its weights; gate/up still carry the block's shared
+// post-attention-norm scales, an exact refactoring of the same function).
+struct ExpertReport {
+  int layer = 0, expert = 0;
+  int64_t tokens = 0;
+};
+
+// Per-expert mean |x| of the down_proj inputs, from only the tokens routed to each expert
+// (MoeRecord::down_in), accumulated over calibration chunks (fp64 sums).
+class MoeExpertStats {
+ public:
+  MoeExpertStats(int n_experts, int width) : sum_(n_experts), n_(n_experts, 0), width_(width) {}
+  void add(const MoeRecord& rec);
+  int64_t tokens(int e) const { return n_[e]; }
+  std::vector<float> mean(int e) const;  // empty when the expert got no tokens
+
+ private:
+  std::vector<std::vector<double>> sum_;
+  std::vector<int64_t> n_;
+  int width_;
+};
+
 struct QuantizeReport {
   double seconds = 0;
   double gemm_flop = 0;  // floating-point operations in dense matrix products (core/flops.h)
@@ -68,6 +94,7 @@ struct QuantizeReport {
   std::vector<GroupReport> groups;
   std::vector<ClipReport> clips;
   std::vector<std::string> warnings;
+  std::vector<ExpertReport> experts;  // MoE models with AWQ: one per (block, expert)
   double params_quantized = 0, params_total = 0;
 };
 

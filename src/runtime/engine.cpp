@@ -307,6 +307,11 @@ size_t weight_bytes_per_token(const Model& m) {
     total += (b.attn_norm.size() + b.mlp_norm.size() + b.post_attn_norm.size() +
               b.post_mlp_norm.size() + b.q_norm.size() + b.k_norm.size()) * sizeof(float);
     for (const Linear* l : {&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down}) total += lin(*l);
+    if (!b.experts.empty()) {  // MoE: the router and, per token, top_k experts' weights
+      size_t ex = 0;
+      for (const ExpertWeights& e : b.experts) ex += lin(e.gate) + lin(e.up) + lin(e.down);
+      total += lin(b.router) + ex / b.experts.size() * (size_t)m.cfg.top_k;
+    }
   }
   total += m.final_norm.size() * sizeof(float);
   total += (size_t)m.cfg.hidden * sizeof(float);                      // one embedding row

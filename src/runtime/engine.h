@@ -90,8 +90,8 @@ class Engine {
 };
 
 // Weight bytes read per decode step (one token of one sequence): packed W4 bytes or fp32
-// bytes of every block linear, norms, the final norm, one embedding row, and the lm_head in the
-// format decode reads (Model::lm_head_q8 codes + scales, lm_head_f16, or fp32).
+// bytes of every block linear (MoE: the router and top_k experts), norms, the final norm, one
+// embedding row, and the lm_head in the format decode reads (Model::lm_head_q8 codes + scales, lm_head_f16, or fp32).
 size_t weight_bytes_per_token(const Model& m);
 
 }  // namespace awq

@@ -161,6 +161,98 @@ TEST(ArchConfig, GemmaRopePerLayerTypeBothSpellings) {
   EXPECT_NE(e.find("rope_parameters"), std::string::npos) << e;
 }
 
+TEST(ArchConfig, Phi3PartialRotaryWindowAndRefusals) {
+  // partial_rotary_factor at top level (Transformers 4) or in rope_parameters (5)
+  auto t4 = parse_model_config(
+      cfg_json("Phi3ForCausalLM", "\"partial_rotary_factor\": 0.75, \"sliding_window\": 32"), "c");
+  auto t5 = parse_model_config(
+      cfg_json("Phi3ForCausalLM", "\"rope_parameters\": {\"rope_type\": \"default\", "
+                                  "\"rope_theta\": 10000.0, \"partial_rotary_factor\": 0.75}"),
+      "c");
+  ASSERT_TRUE(t4.ok()) << t4.error().message;
+  ASSERT_TRUE(t5.ok()) << t5.error().message;
+  EXPECT_EQ(t4->rotary_dim, 12);  // head_dim 16 * 0.75
+  EXPECT_EQ(t5->rotary_dim, 12);
+  EXPECT_EQ(t4->layer_window, (std::vector<int>{32, 32, 32, 32}));
+  EXPECT_EQ(t5->layer_window, (std::vector<int>{0, 0, 0, 0}));
+  auto full = parse_model_config(cfg_json("Phi3ForCausalLM", "\"partial_rotary_factor\": 1.0"), "c");
+  ASSERT_TRUE(full.ok());
+  EXPECT_EQ(full->rotary_dim, 0);
+  // fused modules: the parts' prefix is the fused module's
+  const Architecture& a = phi3_architecture();
+  EXPECT_EQ(a.linear_prefix(2, "k_proj"), "model.layers.2.self_attn.qkv_proj");
+  EXPECT_EQ(a.linear_prefix(0, "up_proj"), "model.layers.0.mlp.gate_up_proj");
+  EXPECT_EQ(a.linear_prefix(0, "o_proj"), "model.layers.0.self_attn.o_proj");
+  // longrope / su (Phi-3-*-128k) are not implemented: the error names field and value
+  std::string e = parse_error(
+      "Phi3ForCausalLM", "\"rope_scaling\": {\"type\": \"longrope\", \"short_factor\": [1.0]}");
+  EXPECT_NE(e.find("rope_scaling.rope_type \"longrope\""), std::string::npos) << e;
+  e = parse_error("Phi3ForCausalLM", "\"rope_scaling\": {\"type\": \"su\"}");
+  EXPECT_NE(e.find("\"su\""), std::string::npos) << e;
+  e = parse_error("Phi3ForCausalLM",
+                  "\"rope_parameters\": {\"rope_type\": \"longrope\", \"rope_theta\": 1.0}");
+  EXPECT_NE(e.find("rope_parameters.rope_type \"longrope\""), std::string::npos) << e;
+  e = parse_error("Phi3ForCausalLM", "\"partial_rotary_factor\": 0.2");  // 3 dims: odd
+  EXPECT_NE(e.find("\"partial_rotary_factor\""), std::string::npos) << e;
+}
+
+TEST(ArchConfig, Gemma2Defaults) {
+  auto g = parse_model_config(cfg_json("Gemma2ForCausalLM", ""), "c");
+  ASSERT_TRUE(g.ok()) << g.error().message;
+  EXPECT_EQ(g->layer_window, (std::vector<int>{4096, 0, 4096, 0}));  // even layers slide
+  EXPECT_EQ(g->attn_softcap, 50.0f);
+  EXPECT_EQ(g->final_softcap, 30.0f);
+  EXPECT_TRUE(g->tie_embeddings);
+  EXPECT_EQ(g->act, Activation::GeluTanh);
+  EXPECT_FLOAT_EQ(g->attn_scale, 1.0f / 16.0f);
+  EXPECT_EQ(g->rope_local_theta, 0.0f);  // one RoPE base
+  auto off = parse_model_config(
+      cfg_json("Gemma2ForCausalLM",
+               "\"attn_logit_softcapping\": null, \"final_logit_softcapping\": null"), "c");
+  ASSERT_TRUE(off.ok());
+  EXPECT_EQ(off->attn_softcap, 0.0f);
+  EXPECT_EQ(off->final_softcap, 0.0f);
+  std::string e = parse_error("Gemma2ForCausalLM", "\"final_logit_softcapping\": -1");
+  EXPECT_NE(e.find("final_logit_softcapping"), std::string::npos) << e;
+  EXPECT_FALSE(gemma2_architecture().has_norm(NormSlot::Q));
+}
+
+TEST(ArchConfig, MoeFieldsAndRefusals) {
+  auto mx = parse_model_config(
+      cfg_json("MixtralForCausalLM", "\"num_local_experts\": 8, \"num_experts_per_tok\": 2"), "c");
+  ASSERT_TRUE(mx.ok()) << mx.error().message;
+  EXPECT_EQ(mx->n_experts, 8);
+  EXPECT_EQ(mx->top_k, 2);
+  EXPECT_EQ(mx->moe_intermediate, 128);  // intermediate_size
+  EXPECT_TRUE(mx->norm_topk_prob);
+  const std::string q3 = "\"num_experts\": 16, \"num_experts_per_tok\": 4, "
+                         "\"moe_intermediate_size\": 32";
+  auto qm = parse_model_config(cfg_json("Qwen3MoeForCausalLM", q3), "c");
+  ASSERT_TRUE(qm.ok()) << qm.error().message;
+  EXPECT_EQ(qm->n_experts, 16);
+  EXPECT_EQ(qm->moe_intermediate, 32);
+  EXPECT_FALSE(qm->norm_topk_prob);  // the config class default
+  // Transformers 5 saves num_experts as num_local_experts
+  auto q5 = parse_model_config(
+      cfg_json("Qwen3MoeForCausalLM", "\"num_local_experts\": 16, \"num_experts_per_tok\": 4, "
+                                      "\"moe_intermediate_size\": 32, \"norm_topk_prob\": true"),
+      "c");
+  ASSERT_TRUE(q5.ok()) << q5.error().message;
+  EXPECT_EQ(q5->n_experts, 16);
+  EXPECT_TRUE(q5->norm_topk_prob);
+  std::string e = parse_error("Qwen3MoeForCausalLM", q3 + ", \"mlp_only_layers\": [1]");
+  EXPECT_NE(e.find("\"mlp_only_layers\" = [1]"), std::string::npos) << e;
+  e = parse_error("Qwen3MoeForCausalLM", q3 + ", \"decoder_sparse_step\": 2");
+  EXPECT_NE(e.find("\"decoder_sparse_step\" = 2"), std::string::npos) << e;
+  e = parse_error("MixtralForCausalLM", "\"num_local_experts\": 4, \"num_experts_per_tok\": 5");
+  EXPECT_NE(e.find("num_experts_per_tok"), std::string::npos) << e;
+  EXPECT_EQ(mixtral_architecture().expert_prefix(2, 5, "gate_proj"),
+            "model.layers.2.block_sparse_moe.experts.5.w1");
+  EXPECT_EQ(qwen3_moe_architecture().expert_prefix(0, 1, "down_proj"),
+            "model.layers.0.mlp.experts.1.down_proj");
+  EXPECT_EQ(qwen3_moe_architecture().router_prefix(3), "model.layers.3.mlp.gate");
+}
+
 TEST(ArchConfig, GgufFileGivenForADirectory) {
   auto c = load_model_config("/tmp/model.Q4_K_M.gguf");
   ASSERT_FALSE(c.ok());
@@ -175,6 +267,9 @@ TEST(ArchConfig, RegistryDescriptionsAreConsistent) {
     EXPECT_TRUE(a.has_norm(NormSlot::Attn));
     EXPECT_TRUE(a.has_norm(NormSlot::Mlp));
     for (const ScaleGroup& g : a.scale_groups) {
+      EXPECT_EQ(g.experts, a.moe && g.prev_kind != ScaleGroup::Prev::AttnNorm &&
+                               g.prev_linear != "v_proj");
+      if (g.experts) continue;  // expert linears: gate_proj/up_proj/down_proj of every expert
       for (const auto& l : g.linears) EXPECT_NE(a.find_linear(l), nullptr) << l;
       if (g.prev_kind == ScaleGroup::Prev::Linear)
         EXPECT_NE(a.find_linear(g.prev_linear), nullptr) << g.prev_linear;
@@ -239,7 +334,8 @@ TEST_P(FamilyForward, LogitsMatchTransformers) {
   std::printf("%s: max |logit - transformers| / scale = %.3g\n", GetParam().c_str(), err);
 }
 
-INSTANTIATE_TEST_SUITE_P(Tiny, FamilyForward, ::testing::Values("qwen3", "gemma3", "mistral"));
+INSTANTIATE_TEST_SUITE_P(Tiny, FamilyForward, ::testing::Values("qwen3", "gemma3", "mistral", "phi3", "gemma2", "mixtral",
+                                                   "qwen3_moe"));
 
 // The comparison can fail: the same models with a recipe detail removed are far off.
 TEST(FamilyForwardSensitivity, WindowNormsAndRopeMatter) {
@@ -265,6 +361,48 @@ TEST(FamilyForwardSensitivity, WindowNormsAndRopeMatter) {
     ASSERT_TRUE(m.ok());
     for (auto& b : m->blocks) b.q_norm.clear();  // no q norm
     EXPECT_GT(max_rel_err(*m, *fx_q, &am), 1e-3);
+  }
+  auto fx_p = SafeTensors::open(fixture_dir("phi3") + "/logits.safetensors");
+  auto fx_2 = SafeTensors::open(fixture_dir("gemma2") + "/logits.safetensors");
+  ASSERT_TRUE(fx_p.ok() && fx_2.ok());
+  {
+    auto m = load_model(fixture_dir("phi3"));
+    ASSERT_TRUE(m.ok()) << m.error().message;
+    ASSERT_EQ(m->cfg.rotary_dim, 12);
+    m->cfg.rotary_dim = 0;  // RoPE over the whole head
+    EXPECT_GT(max_rel_err(*m, *fx_p, &am), 1e-3);
+  }
+  {
+    auto m = load_model(fixture_dir("phi3"));
+    ASSERT_TRUE(m.ok());
+    std::swap(m->blocks[0].q, m->blocks[0].k);  // split the fused rows wrongly (q <-> k)
+    std::swap(m->blocks[0].q.out, m->blocks[0].k.out);
+    EXPECT_GT(max_rel_err(*m, *fx_p, &am), 1e-3);
+  }
+  {  // MoE routing: renormalising the top-k weights (or not) matters
+    auto fx = SafeTensors::open(fixture_dir("qwen3_moe") + "/logits.safetensors");
+    ASSERT_TRUE(fx.ok());
+    auto m = load_model(fixture_dir("qwen3_moe"));
+    ASSERT_TRUE(m.ok()) << m.error().message;
+    ASSERT_TRUE(m->cfg.norm_topk_prob);
+    m->cfg.norm_topk_prob = false;
+    EXPECT_GT(max_rel_err(*m, *fx, &am), 1e-3);
+  }
+  {  // and so does the number of experts per token
+    auto fx = SafeTensors::open(fixture_dir("mixtral") + "/logits.safetensors");
+    ASSERT_TRUE(fx.ok());
+    auto m = load_model(fixture_dir("mixtral"));
+    ASSERT_TRUE(m.ok()) << m.error().message;
+    ASSERT_EQ(m->cfg.top_k, 2);
+    m->cfg.top_k = 1;
+    EXPECT_GT(max_rel_err(*m, *fx, &am), 1e-3);
+  }
+  for (int which = 0; which < 2; ++which) {
+    auto m = load_model(fixture_dir("gemma2"));
+    ASSERT_TRUE(m.ok()) << m.error().message;
+    if (which == 0) m->cfg.attn_softcap = 0;   // no attention soft-cap
+    else m->cfg.final_softcap = 0;             // no final soft-cap
+    EXPECT_GT(max_rel_err(*m, *fx_2, &am), 1e-3) << which;
   }
 }
 

@@ -136,6 +136,16 @@ TEST(GGUFConvert, F16OutputAndRefusals) {
   EXPECT_FALSE(fs::exists(out2.p));
 }
 
+TEST(GGUFConvert, MixtureOfExpertsRefusedByKey) {
+  OutDir out;
+  ConvertOptions o;
+  o.progress = false;
+  Status s = convert_gguf_to_hf(fixture("llama_moe_meta.gguf"), out.p, o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("llama.expert_count = 8"), std::string::npos) << s.message();
+  EXPECT_FALSE(fs::exists(out.p));
+}
+
 TEST(GGUFConvert, UnsupportedBlockTypeRefusedAndTempRemoved) {
   // tiny_llama with blk.0.attn_q.weight's type patched from Q4_0 to IQ4_NL, which has the
   // same block layout size (32 weights in 18 bytes) but which we do not dequantize.

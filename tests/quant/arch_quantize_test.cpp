@@ -122,4 +122,4 @@ TEST_P(FamilyQuantize, AwqLoadsRunsAndStaysNearRtn) {
   EXPECT_LT(worst / scale, 1e-3) << "W4 kernels vs dequantized fp32";
 }
 
-INSTANTIATE_TEST_SUITE_P(Tiny, FamilyQuantize, ::testing::Values("qwen3", "gemma3", "mistral"));
+INSTANTIATE_TEST_SUITE_P(Tiny, FamilyQuantize, ::testing::Values("qwen3", "gemma3", "mistral", "phi3", "gemma2"));
