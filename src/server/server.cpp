@@ -8,6 +8,7 @@
 #include <ctime>
 #include <thread>
 
+#include "core/threads.h"
 #include "server/metrics.h"
 
 extern "C" const unsigned char awq_web_index_html[];
@@ -518,7 +519,13 @@ Expected<int> Server::bind() {
 
 void Server::serve() {
   Impl& s = *impl_;
-  std::thread engine([&s] { s.sched.run(s.engine_stop); });
+  // OpenMP's thread count is per thread: the engine thread takes the caller's (--threads), not
+  // the process default (every core).
+  const int nt = num_threads();
+  std::thread engine([&s, nt] {
+    set_num_threads(nt);
+    s.sched.run(s.engine_stop);
+  });
   s.svr.listen_after_bind();
   // every connection is done: no stream waits on the engine any more
   s.sched.abort_all();
