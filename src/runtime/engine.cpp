@@ -1,11 +1,13 @@
 #include "runtime/engine.h"
 
 #include <cblas.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
+#include "core/chunk_pool.h"
 #include "kernels/q8_matmul.h"
 #include "kernels/vmath.h"
 #include "kernels/w4.h"
@@ -262,10 +264,14 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
   };
   constexpr int kRowBlock = 64;
   std::vector<Task> tasks;
+  bool any_gemm = false;  // a task that takes the BLAS path (see below)
   for (int c = 0; c < (int)chunks.size(); ++c) {
     const int T = (int)chunks[c].tokens.size();
     for (int h = 0; h < nkv; ++h)
-      for (int r0 = 0; r0 < T; r0 += kRowBlock) tasks.push_back({c, h, r0, std::min(kRowBlock, T - r0)});
+      for (int r0 = 0; r0 < T; r0 += kRowBlock) {
+        tasks.push_back({c, h, r0, std::min(kRowBlock, T - r0)});
+        any_gemm |= !batch_invariant_ && tasks.back().rows >= 8;
+      }
   }
 
   for (int l = 0; l < cfg.n_layers; ++l) {
@@ -293,11 +299,9 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
         }
       }
     }
-#pragma omp parallel if (tasks.size() > 1)
-    {
-      std::vector<float> scores, kc, vc;
-#pragma omp for schedule(dynamic, 1)
-      for (size_t ti = 0; ti < tasks.size(); ++ti) {
+    auto run_task = [&](int ti) {
+      {
+        thread_local std::vector<float> scores, kc, vc;
         const Task& t = tasks[ti];
         const int slot = chunks[t.chunk].slot;
         const size_t r = (size_t)row0[t.chunk] + t.r0;
@@ -324,6 +328,12 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
           cached_attention_head(cfg, window, q.data() + r * qd + (size_t)head * hd, qd, t.rows, p0, kv, scale,
                                 attn.data() + r * qd + (size_t)head * hd, scores, gemm);
       }
+    };
+    if (any_gemm) {  // BLAS inside: an OpenMP team (OpenBLAS then runs single-threaded in it)
+#pragma omp parallel for schedule(dynamic, 1) if (tasks.size() > 1)
+      for (int ti = 0; ti < (int)tasks.size(); ++ti) run_task(ti);
+    } else {  // row-wise (decode, batch-invariant): claimed chunks (core/chunk_pool.h)
+      parallel_chunks((int)tasks.size(), omp_get_max_threads(), run_task);
     }
     linear_forward(b.o, attn.data(), n_rows, tmp.data());
     add_residual(cfg, b.post_attn_norm, x.data(), tmp.data(), n_rows);

@@ -1,0 +1,19 @@
+// A fork/join for the decode loops that does not wait for a thread that never showed up.
+//
+// parallel_chunks(n, nt, fn) runs fn(c) for c in [0, n) on the calling thread and up to nt - 1
+// pool workers. Chunks are claimed one at a time from a shared counter; the caller returns as
+// soon as every chunk is done, so a worker that is descheduled (a shared machine: another
+// process holds its core) before it claims anything costs nothing: the caller does its chunks.
+// With OpenMP's `parallel for` the caller waits at the region's end for every thread of the
+// team, including one that has not started yet, which on a loaded 2-core machine costs a time
+// slice per region (hundreds of regions per decode step).
+// Workers spin briefly (~50 us) for the next job, then sleep on a futex (std::atomic::wait).
+// Which thread runs which chunk is unspecified: fn must write disjoint outputs per chunk.
+// Not reentrant: fn must not call parallel_chunks; one caller at a time (the engine thread; a
+// mutex serialises other callers).
+#pragma once
+#include <functional>
+
+namespace awq {
+void parallel_chunks(int n_chunks, int n_threads, const std::function<void(int)>& fn);
+}  // namespace awq
