@@ -1,5 +1,8 @@
 #include "core/chunk_pool.h"
 
+#include <omp.h>
+
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <mutex>
@@ -22,6 +25,8 @@ constexpr int kIdxBits = 22;
 constexpr uint64_t kIdxMask = (uint64_t(1) << kIdxBits) - 1;
 constexpr int kMaxChunks = (1 << kIdxBits) - 1;
 
+thread_local bool tl_in_chunk = false;  // this thread is running a chunk (or is a caller)
+
 struct Pool {
   std::atomic<uint64_t> word{0};
   std::atomic<uint32_t> gen_signal{0};  // futex the workers sleep on (bumped per job)
@@ -41,7 +46,9 @@ struct Pool {
     for (;;) {
       if (gen_of(w) != g || idx_of(w) >= n_of(w)) return;
       if (!word.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel)) continue;
+      tl_in_chunk = true;
       (*fn)(idx_of(w));
+      tl_in_chunk = false;
       done.fetch_add(1, std::memory_order_release);
       w = word.load(std::memory_order_acquire);
     }
@@ -92,7 +99,17 @@ void parallel_chunks(int n_chunks, int n_threads, const std::function<void(int)>
     return;
   }
   Pool& p = pool();
-  std::lock_guard<std::mutex> lk(p.caller_mu);
+  // Inside an OpenMP team (a nested loop ran on one thread before too), or while another caller
+  // has the pool: run here, serially.
+  if (tl_in_chunk || omp_in_parallel()) {
+    for (int c = 0; c < n_chunks; ++c) fn(c);
+    return;
+  }
+  std::unique_lock<std::mutex> lk(p.caller_mu, std::try_to_lock);
+  if (!lk.owns_lock()) {
+    for (int c = 0; c < n_chunks; ++c) fn(c);
+    return;
+  }
   const int helpers = std::min(n_threads - 1, (int)std::thread::hardware_concurrency());
   p.ensure_workers(helpers);
   p.max_helpers.store(helpers, std::memory_order_relaxed);

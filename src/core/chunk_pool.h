@@ -9,8 +9,8 @@
 // slice per region (hundreds of regions per decode step).
 // Workers spin briefly (~50 us) for the next job, then sleep on a futex (std::atomic::wait).
 // Which thread runs which chunk is unspecified: fn must write disjoint outputs per chunk.
-// Not reentrant: fn must not call parallel_chunks; one caller at a time (the engine thread; a
-// mutex serialises other callers).
+// Called inside an OpenMP parallel region, from fn itself, or while another thread's call holds
+// the pool, it runs every chunk on the calling thread (as a nested OpenMP loop would).
 #pragma once
 #include <functional>
 
