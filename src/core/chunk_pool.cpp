@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
+#include <string>
 #include <cstdint>
 #include <mutex>
 #include <thread>
@@ -31,6 +33,7 @@ struct Pool {
   std::atomic<uint64_t> word{0};
   std::atomic<uint32_t> gen_signal{0};  // futex the workers sleep on (bumped per job)
   std::atomic<int> done{0};
+  std::atomic<int> sleepers{0};         // workers in (or entering) gen_signal.wait
   std::atomic<int> max_helpers{0};      // workers allowed to help with the current job
   const std::function<void(int)>* fn = nullptr;  // valid while the current job is unfinished
   std::vector<std::thread> workers;
@@ -60,13 +63,14 @@ struct Pool {
       uint64_t w = word.load(std::memory_order_acquire);
       int spins = 0;
       while (gen_of(w) == seen) {
-        if (++spins < 5000) {
+        if (++spins < 40000) {  // ~1 ms: the gap between decode steps stays in the spin
           AWQ_PAUSE();
         } else {
-          const uint32_t sig = gen_signal.load(std::memory_order_acquire);
-          w = word.load(std::memory_order_acquire);
-          if (gen_of(w) != seen) break;
-          gen_signal.wait(sig, std::memory_order_acquire);
+          sleepers.fetch_add(1, std::memory_order_seq_cst);
+          const uint32_t sig = gen_signal.load(std::memory_order_seq_cst);
+          w = word.load(std::memory_order_seq_cst);
+          if (gen_of(w) == seen) gen_signal.wait(sig, std::memory_order_seq_cst);
+          sleepers.fetch_sub(1, std::memory_order_seq_cst);
           spins = 0;
         }
         w = word.load(std::memory_order_acquire);
@@ -98,6 +102,15 @@ void parallel_chunks(int n_chunks, int n_threads, const std::function<void(int)>
     for (int c = 0; c < n_chunks; ++c) fn(c);
     return;
   }
+  static const bool use_pool = [] {
+    const char* e = std::getenv("AWQ_FORK");
+    return e && std::string(e) == "pool";
+  }();
+  if (!use_pool) {  // default: OpenMP's dynamic schedule (as before the pool)
+#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
+    for (int c = 0; c < n_chunks; ++c) fn(c);
+    return;
+  }
   Pool& p = pool();
   // Inside an OpenMP team (a nested loop ran on one thread before too), or while another caller
   // has the pool: run here, serially.
@@ -117,9 +130,11 @@ void parallel_chunks(int n_chunks, int n_threads, const std::function<void(int)>
   p.done.store(0, std::memory_order_relaxed);
   const uint64_t g = (Pool::gen_of(p.word.load(std::memory_order_relaxed)) + 1) & ((1u << 20) - 1);
   const uint64_t gen = g == 0 ? 1 : g;  // 0 is the workers' initial "seen"
-  p.word.store((gen << (2 * kIdxBits)) | ((uint64_t)n_chunks << kIdxBits), std::memory_order_release);
-  p.gen_signal.fetch_add(1, std::memory_order_release);
-  p.gen_signal.notify_all();
+  p.word.store((gen << (2 * kIdxBits)) | ((uint64_t)n_chunks << kIdxBits), std::memory_order_seq_cst);
+  p.gen_signal.fetch_add(1, std::memory_order_seq_cst);
+  // A worker either sees the new word before it sleeps, or it counted itself in sleepers first
+  // (seq_cst both sides): no futex call per job while the workers spin.
+  if (p.sleepers.load(std::memory_order_seq_cst) > 0) p.gen_signal.notify_all();
   p.work(gen);
   // Only chunks already claimed by a worker are left: wait for those.
   int spins = 0;

@@ -7,10 +7,14 @@
 // With OpenMP's `parallel for` the caller waits at the region's end for every thread of the
 // team, including one that has not started yet, which on a loaded 2-core machine costs a time
 // slice per region (hundreds of regions per decode step).
-// Workers spin briefly (~50 us) for the next job, then sleep on a futex (std::atomic::wait).
+// Workers spin (~1 ms) for the next job, then sleep on a futex (std::atomic::wait).
 // Which thread runs which chunk is unspecified: fn must write disjoint outputs per chunk.
 // Called inside an OpenMP parallel region, from fn itself, or while another thread's call holds
 // the pool, it runs every chunk on the calling thread (as a nested OpenMP loop would).
+// Opt-in: AWQ_FORK=pool. By default parallel_chunks is OpenMP's `parallel for schedule(dynamic,
+// 1)`: in `awq serve` at 1 stream (load ~10, 3 paired runs) the pool was 1.3-1.4x slower
+// (25.5/34.3/27.8 vs 32.8/46.9/38.7 tok/s), while in `awq bench` at load 13-14 it was much
+// faster (tg b=1 28 vs 4 tok/s). Needs a quiet-machine measurement before it becomes a default.
 #pragma once
 #include <functional>
 
