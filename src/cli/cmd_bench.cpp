@@ -2,6 +2,7 @@
 // tg<N>: N decode steps after a short prompt, b sequences together (aggregate tokens/s);
 // --membw: streaming-read bandwidth, and the fraction of it that decode reaches.
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -19,7 +20,7 @@ struct BenchArgs {
   std::string model;
   std::vector<int> pp = {512}, tg = {128}, threads = {0}, batch = {1};
   int reps = 3, membw_mib = 512;
-  bool json = false, membw = false, no_w4 = false;
+  bool json = false, membw = false, no_w4 = false, batch_invariant = false;
 };
 
 constexpr int kTgPrompt = 8;  // tokens prefilled per sequence before a tg run
@@ -38,8 +39,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-Expected<double> run_pp(const Model& m, int n_tokens) {
-  AWQ_ASSIGN(Engine eng, Engine::create(m, {.max_ctx = n_tokens, .n_slots = 1}));
+Expected<double> run_pp(const Model& m, int n_tokens, bool bi) {
+  AWQ_ASSIGN(Engine eng, Engine::create(m, {.max_ctx = n_tokens, .n_slots = 1, .batch_invariant = bi}));
   const auto toks = bench_tokens(n_tokens, m.cfg.vocab, 1);
   std::vector<float> lg;
   const auto t0 = std::chrono::steady_clock::now();
@@ -47,8 +48,9 @@ Expected<double> run_pp(const Model& m, int n_tokens) {
   return n_tokens / seconds_since(t0);
 }
 
-Expected<double> run_tg(const Model& m, int n_steps, int batch) {
-  AWQ_ASSIGN(Engine eng, Engine::create(m, {.max_ctx = kTgPrompt + n_steps, .n_slots = batch}));
+Expected<double> run_tg(const Model& m, int n_steps, int batch, bool bi) {
+  AWQ_ASSIGN(Engine eng, Engine::create(m, {.max_ctx = kTgPrompt + n_steps, .n_slots = batch,
+                                            .batch_invariant = bi}));
   std::vector<std::vector<int32_t>> prompts;
   std::vector<SeqChunk> chunks;
   for (int b = 0; b < batch; ++b) prompts.push_back(bench_tokens(kTgPrompt, m.cfg.vocab, 100 + b));
@@ -99,6 +101,7 @@ int run_bench(const BenchArgs& a) {
   auto model = load_for_inference(a.model, a.no_w4);
   if (!model) return fail(model.error());
   const Model& m = *model;
+  if (a.batch_invariant) w4_set_decode_max_m(INT_MAX);  // as `awq serve` runs by default
   const char* weights = weights_kind(m);
   // W4: "<isa>/<decode activations>", e.g. avx2/i8 (AWQ_ISA, AWQ_DECODE).
   const std::string isa_str = std::string(isa_name(w4_active_isa())) + "/" +
@@ -135,13 +138,13 @@ int run_bench(const BenchArgs& a) {
     set_num_threads(t);
     const int nt = num_threads();
     {  // warm-up: page in the weights, start the thread pools
-      auto w = run_pp(m, 16);
+      auto w = run_pp(m, 16, a.batch_invariant);
       if (!w) return fail(w.error());
     }
     for (int p : a.pp) {
       std::vector<double> v;
       for (int r = 0; r < a.reps; ++r) {
-        auto x = run_pp(m, p);
+        auto x = run_pp(m, p, a.batch_invariant);
         if (!x) return fail(x.error());
         v.push_back(*x);
       }
@@ -151,7 +154,7 @@ int run_bench(const BenchArgs& a) {
       for (int b : a.batch) {
         std::vector<double> v;
         for (int r = 0; r < a.reps; ++r) {
-          auto x = run_tg(m, n, b);
+          auto x = run_tg(m, n, b, a.batch_invariant);
           if (!x) return fail(x.error());
           v.push_back(*x);
         }
@@ -193,6 +196,8 @@ Register reg("bench", "throughput: prompt processing (pp), generation (tg), memo
   sub.add_flag("--membw", a->membw, "measure memory bandwidth (and bw_fraction of tg tests)");
   sub.add_option("--membw-mib", a->membw_mib, "buffer for --membw in MiB")->capture_default_str();
   sub.add_flag("--json", a->json, "print a JSON array, one object per test");
+  sub.add_flag("--batch-invariant", a->batch_invariant,
+               "run as `awq serve` does by default (decode kernels for any rows, lm_head in groups of 16)");
   sub.add_flag("--no-w4", a->no_w4, "AWQ checkpoints: dequantize to fp32 instead of W4 kernels");
   return [a]() { return run_bench(*a); };
 });

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/chunk_pool.h"
 #include "core/half.h"
 
 namespace awq {
@@ -143,9 +144,9 @@ void q8_matmul_with(Q8RowsFn fn, const Q8Matrix& w, const float* x, int M, float
   const float* xd = sc.xd.data();
   constexpr int kChunk = 256;  // rows per task: 256 x (K + K/16) bytes (156 KiB at K = 576)
   const int n_chunks = (w.N + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(dynamic, 1) if (n_chunks > 1)
-  for (int c = 0; c < n_chunks; ++c)
+  parallel_chunks(n_chunks, omp_get_max_threads(), [&](int c) {
     fn(w, xq, xd, M, c * kChunk, std::min(w.N, (c + 1) * kChunk), y, w.N);
+  });
 }
 
 Q8RowsFn q8_rows_for(Isa isa) {

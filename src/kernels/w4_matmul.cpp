@@ -17,6 +17,7 @@
 #include <cstring>
 #include <string>
 
+#include "core/chunk_pool.h"
 #include "kernels/cpu/w4_kernels.h"
 #include "kernels/w4.h"
 
@@ -69,12 +70,13 @@ void run_decode(detail::W4DecodeFn fn, const W4Matrix& w, const detail::W4Decode
     fn(w, args, 0, T);
     return;
   }
-  // Dynamic chunks (~8 per thread, each a contiguous run of tiles): a thread that is descheduled
-  // on a shared machine does not hold the others back at the join.
+  // Dynamic chunks (~8 per thread, each a contiguous run of tiles), claimed one by one: a thread
+  // that is descheduled on a shared machine does not hold the others back, not even at the join
+  // (core/chunk_pool.h).
   const int chunk = std::max(1, T / (nt * 8));
   const int n_chunks = (T + chunk - 1) / chunk;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-  for (int c = 0; c < n_chunks; ++c) fn(w, args, c * chunk, std::min(T, (c + 1) * chunk));
+  parallel_chunks(n_chunks, nt,
+                  [&](int c) { fn(w, args, c * chunk, std::min(T, (c + 1) * chunk)); });
 }
 
 void decode_f32(const detail::W4Kernels& kern, const W4Matrix& w, const float* x, int M, float* y,

@@ -1,13 +1,21 @@
 #include "runtime/engine.h"
 
 #include <cblas.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
+#include "core/chunk_pool.h"
+#include "kernels/q8_matmul.h"
 #include "kernels/vmath.h"
 #include "kernels/w4.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define AWQ_ATTN_AVX2 1
+#endif
 
 namespace awq {
 
@@ -71,6 +79,58 @@ struct KvRows {
   }
 };
 
+#ifdef AWQ_ATTN_AVX2
+// Row-wise (decode) attention on AVX2 + FMA for head_dim % 8 == 0. Each key's dot product is one
+// FMA chain over the head dimension and one fixed lane reduction (8 keys per reduction; the last
+// group is padded with repeats of its last key), so a score depends only on q and that key, not
+// on how many rows or keys are around it.
+__attribute__((target("avx2,fma"))) void qk_row_avx2(const float* q, const KvRows& kv, int lo,
+                                                      int n, float scale, float* sr) {
+  const int hd = kv.hd;
+  const __m256 sc = _mm256_set1_ps(scale);
+  for (int j = lo; j < n; j += 8) {
+    const float* kp[8];
+    for (int u = 0; u < 8; ++u) kp[u] = kv.k + kv.off(j + u < n ? j + u : n - 1);
+    __m256 a[8];
+    for (int u = 0; u < 8; ++u) a[u] = _mm256_setzero_ps();
+    for (int e = 0; e < hd; e += 8) {
+      const __m256 qv = _mm256_loadu_ps(q + e);
+#pragma GCC unroll 8
+      for (int u = 0; u < 8; ++u) a[u] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kp[u] + e), a[u]);
+    }
+    const __m256 b0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    const __m256 b1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+    const __m256 d = _mm256_add_ps(_mm256_permute2f128_ps(b0, b1, 0x20),
+                                   _mm256_permute2f128_ps(b0, b1, 0x31));
+    alignas(32) float out[8];
+    _mm256_store_ps(out, _mm256_mul_ps(d, sc));
+    for (int u = 0; u < 8 && j + u < n; ++u) sr[j + u] = out[u];
+  }
+}
+
+// o[0, hd) = sum_{j in [lo, n)} p_j v_j, keys in order, NV * 8 dims per pass (registers).
+template <int NV>
+__attribute__((target("avx2,fma"))) void pv_row_avx2(const float* sr, const KvRows& kv, int lo,
+                                                      int n, float* o) {
+  for (int c = 0; c < kv.hd; c += 8 * NV) {
+    __m256 acc[NV];
+    for (int i = 0; i < NV; ++i) acc[i] = _mm256_setzero_ps();
+    for (int j = lo; j < n; ++j) {
+      const __m256 p = _mm256_broadcast_ss(sr + j);
+      const float* vj = kv.v + kv.off(j) + c;
+#pragma GCC unroll 8
+      for (int i = 0; i < NV; ++i) acc[i] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 8 * i), acc[i]);
+    }
+    for (int i = 0; i < NV; ++i) _mm256_storeu_ps(o + c + 8 * i, acc[i]);
+  }
+}
+
+bool attn_avx2_ok(int hd) {
+  static const bool cpu = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return cpu && hd % 8 == 0;
+}
+#endif
+
 // Attention of `rows` queries of one head against the cached keys/values of one kv head.
 // q rows have stride q_stride; query i sits at position p0 + i and sees keys [0, p0 + i].
 // gemm (BLAS over all rows at once) needs contiguous kv (kv.table null). out rows have stride
@@ -91,6 +151,12 @@ void cached_attention_head(const ModelConfig& cfg, int window, const float* q, i
       float* sr = scores.data() + (size_t)i * S;
       const int n_vis = p0 + i + 1;
       const int lo = window > 0 ? std::max(0, n_vis - window) : 0;  // keys before lo are masked
+#ifdef AWQ_ATTN_AVX2
+      if (attn_avx2_ok(hd)) {
+        qk_row_avx2(qi, kv, lo, n_vis, scale, sr);
+        continue;
+      }
+#endif
       for (int j = lo; j < n_vis; ++j) {
         const float* kj = kc + kv.off(j);
         float d = 0.0f;
@@ -111,9 +177,20 @@ void cached_attention_head(const ModelConfig& cfg, int window, const float* q, i
     for (int i = 0; i < rows; ++i) {
       const float* sr = scores.data() + (size_t)i * S;
       float* o = out + (size_t)i * q_stride;
-      std::fill(o, o + hd, 0.0f);
       const int n_vis = p0 + i + 1;
       const int lo = window > 0 ? std::max(0, n_vis - window) : 0;  // keys before lo are masked
+#ifdef AWQ_ATTN_AVX2
+      if (attn_avx2_ok(hd)) {
+        if (hd % 64 == 0)
+          pv_row_avx2<8>(sr, kv, lo, n_vis, o);
+        else if (hd % 32 == 0)
+          pv_row_avx2<4>(sr, kv, lo, n_vis, o);
+        else
+          pv_row_avx2<1>(sr, kv, lo, n_vis, o);
+        continue;
+      }
+#endif
+      std::fill(o, o + hd, 0.0f);
       for (int j = lo; j < n_vis; ++j) {
         const float p = sr[j];
         const float* vj = vc + kv.off(j);
@@ -187,10 +264,14 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
   };
   constexpr int kRowBlock = 64;
   std::vector<Task> tasks;
+  bool any_gemm = false;  // a task that takes the BLAS path (see below)
   for (int c = 0; c < (int)chunks.size(); ++c) {
     const int T = (int)chunks[c].tokens.size();
     for (int h = 0; h < nkv; ++h)
-      for (int r0 = 0; r0 < T; r0 += kRowBlock) tasks.push_back({c, h, r0, std::min(kRowBlock, T - r0)});
+      for (int r0 = 0; r0 < T; r0 += kRowBlock) {
+        tasks.push_back({c, h, r0, std::min(kRowBlock, T - r0)});
+        any_gemm |= !batch_invariant_ && tasks.back().rows >= 8;
+      }
   }
 
   for (int l = 0; l < cfg.n_layers; ++l) {
@@ -218,11 +299,9 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
         }
       }
     }
-#pragma omp parallel if (tasks.size() > 1)
-    {
-      std::vector<float> scores, kc, vc;
-#pragma omp for schedule(dynamic, 1)
-      for (size_t ti = 0; ti < tasks.size(); ++ti) {
+    auto run_task = [&](int ti) {
+      {
+        thread_local std::vector<float> scores, kc, vc;
         const Task& t = tasks[ti];
         const int slot = chunks[t.chunk].slot;
         const size_t r = (size_t)row0[t.chunk] + t.r0;
@@ -249,6 +328,12 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
           cached_attention_head(cfg, window, q.data() + r * qd + (size_t)head * hd, qd, t.rows, p0, kv, scale,
                                 attn.data() + r * qd + (size_t)head * hd, scores, gemm);
       }
+    };
+    if (any_gemm) {  // BLAS inside: an OpenMP team (OpenBLAS then runs single-threaded in it)
+#pragma omp parallel for schedule(dynamic, 1) if (tasks.size() > 1)
+      for (int ti = 0; ti < (int)tasks.size(); ++ti) run_task(ti);
+    } else {  // row-wise (decode, batch-invariant): claimed chunks (core/chunk_pool.h)
+      parallel_chunks((int)tasks.size(), omp_get_max_threads(), run_task);
     }
     linear_forward(b.o, attn.data(), n_rows, tmp.data());
     add_residual(cfg, b.post_attn_norm, x.data(), tmp.data(), n_rows);
@@ -274,11 +359,17 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
   std::vector<float> hn((size_t)n_out * H);
   rms_norm(hrows, m_->final_norm.data(), n_out, H, cfg.rms_eps, hn.data());
   logits.resize((size_t)n_out * cfg.vocab);
-  // batch-invariant: groups of <= 16 rows keep the lm_head on its decode path (8-bit head)
-  const int64_t group_rows = batch_invariant_ ? 16 : n_out;
-  for (int64_t r0 = 0; r0 < n_out; r0 += group_rows)
-    lm_head_decode(*m_, hn.data() + (size_t)r0 * H, std::min(group_rows, n_out - r0),
-                   logits.data() + (size_t)r0 * cfg.vocab);
+  if (batch_invariant_ && !m_->lm_head_q8.empty() && cfg.final_softcap <= 0.0f) {
+    // the 8-bit head's rows are independent of each other (bit-identical for any M): one pass
+    // over its weights for every row, the same logits lm_head_decode gives in groups of 16
+    q8_matmul(m_->lm_head_q8, hn.data(), (int)n_out, logits.data());
+  } else {
+    // batch-invariant: groups of <= 16 rows keep the lm_head on its decode path (8-bit head)
+    const int64_t group_rows = batch_invariant_ ? 16 : n_out;
+    for (int64_t r0 = 0; r0 < n_out; r0 += group_rows)
+      lm_head_decode(*m_, hn.data() + (size_t)r0 * H, std::min(group_rows, n_out - r0),
+                     logits.data() + (size_t)r0 * cfg.vocab);
+  }
   return Status::Ok();
 }
 

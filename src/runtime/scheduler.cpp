@@ -171,7 +171,10 @@ void Scheduler::preempt(Seq& s) {
 void Scheduler::emit_token(Seq& s, const float* row) {
   const GenRequest& g = s.req->g;
   const int V = model_.vocab();
-  std::vector<float> lg(row, row + V);
+  // The sampler may change the logits (penalties): it gets a copy, in a buffer reused across
+  // tokens (no allocation per token).
+  lg_.assign(row, row + V);
+  std::vector<float>& lg = lg_;
   GenEvent e;
   e.index = s.index;
   // logprobs of the model's distribution (before penalties and temperature), as vLLM returns
@@ -310,7 +313,7 @@ bool Scheduler::step() {
 
   // 5. one forward, then sample where a prompt is complete
   if (!chunks.empty()) {
-    std::vector<float> logits;
+    std::vector<float>& logits = logits_;  // reused across steps (no page faults per step)
     const Status st = model_.forward(chunks, logits);
     int64_t prompt_done = 0;
     if (!st.ok()) {

@@ -170,6 +170,7 @@ class Scheduler {
   std::vector<Seq*> running_;  // admission order
   std::vector<std::shared_ptr<Req>> live_;
   std::vector<int> free_slots_;
+  std::vector<float> logits_, lg_;  // step logits and the sampler's copy of one row
   std::chrono::steady_clock::time_point t0_;
 };
 

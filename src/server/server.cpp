@@ -8,6 +8,9 @@
 #include <ctime>
 #include <thread>
 
+#include <sys/socket.h>
+
+#include "core/threads.h"
 #include "server/metrics.h"
 
 extern "C" const unsigned char awq_web_index_html[];
@@ -83,6 +86,8 @@ struct Gen {
   bool logged = false;
 };
 
+constexpr int kListenBacklog = 1024;
+
 struct Server::Impl {
   BatchModel& model;
   Scheduler& sched;
@@ -94,6 +99,7 @@ struct Server::Impl {
   std::atomic<uint64_t> next_id{1};
   std::atomic<int> active{0};  // generation requests whose response is not written yet
   int64_t started = 0;
+  int listen_fd = -1;  // the listening socket (for its backlog, see bind())
 
   Impl(BatchModel& m, Scheduler& s, ApiContext c, ServeOptions o)
       : model(m), sched(s), ctx(std::move(c)), opt(std::move(o)) {
@@ -419,6 +425,10 @@ struct Server::Impl {
     svr.set_keep_alive_timeout(2);
     svr.set_read_timeout(30, 0);
     svr.set_write_timeout(30, 0);
+    svr.set_socket_options([this](socket_t sock) {
+      httplib::default_socket_options(sock);
+      listen_fd = sock;
+    });
     const int nthreads = std::max(4, opt.http_threads);
     svr.new_task_queue = [nthreads] { return new httplib::ThreadPool(nthreads); };
     svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
@@ -513,12 +523,22 @@ Expected<int> Server::bind() {
   } else if (!s.svr.bind_to_port(s.opt.host, port)) {
     return make_error("serve: cannot bind ", s.opt.host, ":", port, " (in use, or not a local address)");
   }
+  // The httplib build listens with a backlog of 5: a burst of connections (32 clients starting
+  // at once on a loaded machine) then overflows the accept queue and clients see resets. Linux
+  // takes a new backlog from a second listen() on the same socket.
+  if (s.listen_fd >= 0) ::listen(s.listen_fd, kListenBacklog);
   return port;
 }
 
 void Server::serve() {
   Impl& s = *impl_;
-  std::thread engine([&s] { s.sched.run(s.engine_stop); });
+  // OpenMP's thread count is per thread: the engine thread takes the caller's (--threads), not
+  // the process default (every core).
+  const int nt = num_threads();
+  std::thread engine([&s, nt] {
+    set_num_threads(nt);
+    s.sched.run(s.engine_stop);
+  });
   s.svr.listen_after_bind();
   // every connection is done: no stream waits on the engine any more
   s.sched.abort_all();

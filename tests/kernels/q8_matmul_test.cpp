@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <limits>
 #include <random>
@@ -269,6 +270,30 @@ TEST(Q8Matmul, DispatchedEntryPointAgreesWithTheReferenceBuild) {
   q8_matmul(*q8, x.data(), M, a.data());
   detail::q8_matmul_with(detail::q8_rows_ref(), *q8, x.data(), M, b.data());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-3) << i;
+}
+
+// Batch invariance (the server's lm_head): a row of x gives bit-identical logits alone and among
+// other rows, on every build.
+TEST(Q8Matmul, RowIsBitIdenticalWhateverTheOtherRows) {
+  std::mt19937 rng(29);
+  const int N = 203, K = 576;
+  auto w = randn((size_t)N * K, rng, 0.05f);
+  auto q8 = q8_from_f32(w.data(), N, K);
+  ASSERT_TRUE(q8.ok());
+  const auto row = randn(K, rng, 1.0f);
+  for (const auto& [name, fn] : builds()) {
+    std::vector<float> alone(N, NAN);
+    detail::q8_matmul_with(fn, *q8, row.data(), 1, alone.data());
+    for (int M : {2, 16, 33})
+      for (int at : {0, M - 1}) {
+        auto x = randn((size_t)M * K, rng, 1.0f);
+        std::copy(row.begin(), row.end(), x.begin() + (size_t)at * K);
+        std::vector<float> y((size_t)M * N, NAN);
+        detail::q8_matmul_with(fn, *q8, x.data(), M, y.data());
+        ASSERT_EQ(0, std::memcmp(alone.data(), y.data() + (size_t)at * N, sizeof(float) * N))
+            << name << " M=" << M << " row at " << at;
+      }
+  }
 }
 
 // q8_matmul runs the build of w4_active_isa() (avx512 on an AVX-512 host unless AWQ_ISA says

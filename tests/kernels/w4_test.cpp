@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <cstdio>
 #include <random>
@@ -396,6 +397,53 @@ TEST_F(W4MatmulI8, LosslessDataMatchesReferenceExactly) {
               << isa_label(isa) << " K=" << c.K << " N=" << c.N << " G=" << mc.group_size
               << " M=" << M << " m=" << i / c.N << " n=" << i % c.N;
       }
+    }
+  }
+}
+
+// Batch invariance (what `awq serve` relies on): a row's outputs are bit-identical whether it is
+// alone (M = 1) or at any position among M - 1 other, different rows, on every ISA.
+TEST_F(W4MatmulI8, RowIsBitIdenticalWhateverTheOtherRows) {
+  for (const MatmulCase& mc : kCases) {
+    const Codes c = random_codes(mc.K, mc.N, mc.group_size, 700 + mc.K + mc.N, false);
+    const W4Matrix w = make_w4(c);
+    const std::vector<float> bias = random_x(c.N, 11, false);
+    const std::vector<float> row = random_x(c.K, 12, false);
+    for (Isa isa : w4_available_isas()) {
+      std::vector<float> alone(c.N, NAN);
+      w4_matmul_isa(isa, W4Decode::I8, w, row.data(), 1, alone.data(), bias.data());
+      for (int M : {2, 3, 9, 32, 33, 64}) {
+        for (int at : {0, M / 2, M - 1}) {
+          std::vector<float> x = random_x((size_t)M * c.K, 5000 + M + at, false);
+          std::copy(row.begin(), row.end(), x.begin() + (size_t)at * c.K);
+          std::vector<float> y((size_t)M * c.N, NAN);
+          w4_matmul_isa(isa, W4Decode::I8, w, x.data(), M, y.data(), bias.data());
+          ASSERT_EQ(0, std::memcmp(alone.data(), y.data() + (size_t)at * c.N, sizeof(float) * c.N))
+              << isa_label(isa) << " K=" << c.K << " N=" << c.N << " G=" << mc.group_size
+              << " M=" << M << " row at " << at;
+        }
+      }
+    }
+  }
+}
+
+// The AVX2 I8 kernel performs the scalar integer reference's fp32 operations in its order (exact
+// int32 block dots, then mul/add per block and per group), so it equals it bit for bit on any data.
+TEST_F(W4MatmulI8, Avx2EqualsScalarBitExact) {
+  if (!w4_isa_available(Isa::Avx2)) GTEST_SKIP() << "no AVX2";
+  for (const MatmulCase& mc : kCases) {
+    const Codes c = random_codes(mc.K, mc.N, mc.group_size, 800 + mc.K + mc.N, false);
+    const W4Matrix w = make_w4(c);
+    const std::vector<float> bias = random_x(c.N, 13, false);
+    for (int M : {1, 2, 5, 33}) {
+      const std::vector<float> x = random_x((size_t)M * c.K, 6000 + M, false);
+      std::vector<float> ys((size_t)M * c.N, NAN), ya((size_t)M * c.N, NAN);
+      w4_matmul_isa(Isa::Scalar, W4Decode::I8, w, x.data(), M, ys.data(), bias.data());
+      w4_matmul_isa(Isa::Avx2, W4Decode::I8, w, x.data(), M, ya.data(), bias.data());
+      for (size_t i = 0; i < ys.size(); ++i)
+        ASSERT_EQ(0, std::memcmp(&ys[i], &ya[i], sizeof(float)))
+            << "K=" << c.K << " N=" << c.N << " G=" << mc.group_size << " M=" << M
+            << " m=" << i / c.N << " n=" << i % c.N << ": scalar " << ys[i] << " avx2 " << ya[i];
     }
   }
 }

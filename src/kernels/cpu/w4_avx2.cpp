@@ -124,71 +124,90 @@ void decode_f32_avx2(const W4Matrix& w, const W4DecodeArgs& a, int tile_begin, i
 }
 
 // ---- I8 decode -------------------------------------------------------------------------------
-// Tile t for MC (1 or 2) rows of x. Per group and row pair p, acc[m][p] lanes 0-3 are partial
-// sums of row p and lanes 4-7 of row p + 4, each a sum over blocks of d_b * (int32 dot).
+// Tile t for rows [m0, m0 + mc) of x (mc <= kI8Rows). Per sub-block the tile's 4 row-pair
+// vectors are unpacked once into 8 registers (lo/hi nibbles) and reused for every row of x:
+//   per row pair p: d16_p = maddubs(lo_p, x_lo) + maddubs(hi_p, x_hi)    (int16, |lane| <= 7620)
+//   hadd16(hadd16(d16_0, d16_1), hadd16(d16_2, d16_3))                    (|lane| <= 30480)
+//   madd(., 1) -> the exact int32 dot of rows 0..7 (natural order) with the 32-value block.
+// The fp32 part is the scalar reference's (ref/w4_ref.cpp) operation for operation, so every
+// row's result is bit-identical to it and independent of M and of the other rows:
+//   ga = sum_b (float)dot_b * d_b  (b in order, from 0);  acc += s * ga - zs * xqs[g].
+// MC > 0: exactly MC rows (accumulators in registers); MC == 0: mc rows (<= kI8Rows, in L1).
+constexpr int kI8Rows = 64;
+
 template <int MC>
-void decode_i8_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, __m256* fin) {
+void decode_i8_rows(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, int mc_rt) {
+  const int mc = MC > 0 ? MC : mc_rt;
+  constexpr int kRows = MC > 0 ? MC : kI8Rows;
   const int nb = w.n_sub();
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   const __m256i ones = _mm256_set1_epi16(1);
-  const int8_t* xq[MC];
-  const float* xd[MC];
-  const float* xqs[MC];
-  for (int m = 0; m < MC; ++m) {
-    xq[m] = a.xq + (size_t)(m0 + m) * a.ldxq;
-    xd[m] = a.xd + (size_t)(m0 + m) * a.ldxd;
-    xqs[m] = a.xqs + (size_t)(m0 + m) * w.n_groups;
-    fin[m] = _mm256_setzero_ps();
-  }
+  alignas(32) float fin[kRows][8];
+  alignas(32) float ga[kRows][8];
+  for (int m = 0; m < mc; ++m) _mm256_store_ps(fin[m], _mm256_setzero_ps());
   for (int g = 0; g < w.n_groups; ++g) {
     const uint8_t* blk = w.group_block(t, g);
-    __m256 acc[MC][4];
-#pragma GCC unroll 4
-    for (int m = 0; m < MC; ++m)
-#pragma GCC unroll 4
-      for (int p = 0; p < 4; ++p) acc[m][p] = _mm256_setzero_ps();
+    for (int m = 0; m < mc; ++m) _mm256_store_ps(ga[m], _mm256_setzero_ps());
     for (int b = 0; b < nb; ++b) {
       const int gb = g * nb + b;  // block index within the row of x
       const uint8_t* sub = blk + (size_t)b * W4Matrix::kSubBytes;
-      __m256 d[MC];
-#pragma GCC unroll 4
-      for (int m = 0; m < MC; ++m) d[m] = _mm256_broadcast_ss(xd[m] + gb);
-#pragma GCC unroll 4
+      __m256i lo[4], hi[4];
       for (int p = 0; p < 4; ++p) {
         const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(sub + 32 * p));
-        const __m256i lo = _mm256_and_si256(v, low4);
-        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+        lo[p] = _mm256_and_si256(v, low4);
+        hi[p] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+      }
+      const int8_t* xb = a.xq + (size_t)m0 * a.ldxq + (size_t)gb * 64;
+      const float* xd = a.xd + (size_t)m0 * a.ldxd + gb;
 #pragma GCC unroll 4
-        for (int m = 0; m < MC; ++m) {
-          const int8_t* xb = xq[m] + (size_t)gb * 64;
-          const __m256i x_lo = _mm256_load_si256(reinterpret_cast<const __m256i*>(xb));
-          const __m256i x_hi = _mm256_load_si256(reinterpret_cast<const __m256i*>(xb + 32));
-          // |lanes| <= 2 * 15 * 127 per maddubs; the sum of two fits int16 (7620).
-          const __m256i d16 =
-              _mm256_add_epi16(_mm256_maddubs_epi16(lo, x_lo), _mm256_maddubs_epi16(hi, x_hi));
-          const __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(d16, ones));
-          acc[m][p] = _mm256_fmadd_ps(dot, d[m], acc[m][p]);
-        }
+      for (int m = 0; m < mc; ++m, xb += a.ldxq, xd += a.ldxd) {
+        const __m256i x_lo = _mm256_load_si256(reinterpret_cast<const __m256i*>(xb));
+        const __m256i x_hi = _mm256_load_si256(reinterpret_cast<const __m256i*>(xb + 32));
+        const __m256i d0 =
+            _mm256_add_epi16(_mm256_maddubs_epi16(lo[0], x_lo), _mm256_maddubs_epi16(hi[0], x_hi));
+        const __m256i d1 =
+            _mm256_add_epi16(_mm256_maddubs_epi16(lo[1], x_lo), _mm256_maddubs_epi16(hi[1], x_hi));
+        const __m256i d2 =
+            _mm256_add_epi16(_mm256_maddubs_epi16(lo[2], x_lo), _mm256_maddubs_epi16(hi[2], x_hi));
+        const __m256i d3 =
+            _mm256_add_epi16(_mm256_maddubs_epi16(lo[3], x_lo), _mm256_maddubs_epi16(hi[3], x_hi));
+        const __m256i h = _mm256_hadd_epi16(_mm256_hadd_epi16(d0, d1), _mm256_hadd_epi16(d2, d3));
+        const __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(h, ones));
+        const __m256 part = _mm256_mul_ps(dot, _mm256_broadcast_ss(xd));
+        _mm256_store_ps(ga[m], _mm256_add_ps(_mm256_load_ps(ga[m]), part));
       }
     }
     __m256 s, zs;
     group_factors(w.group_header(t, g), &s, &zs);
-#pragma GCC unroll 4
-    for (int m = 0; m < MC; ++m) {
-      // hadd(acc0, acc1) lanes: [r0 r0 r1 r1 | r4 r4 r5 r5]; the second level gives rows 0..7.
-      const __m256 sum = _mm256_hadd_ps(_mm256_hadd_ps(acc[m][0], acc[m][1]),
-                                        _mm256_hadd_ps(acc[m][2], acc[m][3]));
-      const __m256 xs = _mm256_broadcast_ss(xqs[m] + g);
-      fin[m] = _mm256_fmadd_ps(sum, s, _mm256_fnmadd_ps(zs, xs, fin[m]));
+    const float* xqs = a.xqs + (size_t)m0 * w.n_groups + g;
+    for (int m = 0; m < mc; ++m, xqs += w.n_groups) {
+      const __m256 u = _mm256_sub_ps(_mm256_mul_ps(s, _mm256_load_ps(ga[m])),
+                                     _mm256_mul_ps(zs, _mm256_broadcast_ss(xqs)));
+      _mm256_store_ps(fin[m], _mm256_add_ps(_mm256_load_ps(fin[m]), u));
     }
   }
+  const __m256 bias = a.bias ? _mm256_loadu_ps(a.bias + 8 * t) : _mm256_setzero_ps();
+  for (int m = 0; m < mc; ++m)
+    _mm256_storeu_ps(a.y + (size_t)(m0 + m) * a.ldy + 8 * t,
+                     _mm256_add_ps(_mm256_load_ps(fin[m]), bias));
 }
 
 void decode_i8_avx2(const W4Matrix& w, const W4DecodeArgs& a, int tile_begin, int tile_end) {
-  w4_decode_loop<2>(a, tile_begin, tile_end, [&](auto mc, int t, int m0, __m256* fin) {
-    // (MC <= 2 keeps 8 accumulators + operands in the 16 registers; more rows would spill.)
-    decode_i8_tile<decltype(mc)::value>(w, a, t, m0, fin);
-  });
+  for (int t = tile_begin; t < tile_end; ++t)
+    for (int m0 = 0; m0 < a.M;) {
+      const int left = a.M - m0;
+      if (left >= 8) {
+        const int mc = left < kI8Rows ? left : kI8Rows;
+        decode_i8_rows<0>(w, a, t, m0, mc);
+        m0 += mc;
+      } else if (left >= 2) {
+        decode_i8_rows<2>(w, a, t, m0, 2);
+        m0 += 2;
+      } else {
+        decode_i8_rows<1>(w, a, t, m0, 1);
+        m0 += 1;
+      }
+    }
 }
 
 // ---- Dequantization --------------------------------------------------------------------------
