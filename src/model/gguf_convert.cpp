@@ -301,6 +301,23 @@ std::string cps_to_utf8(const std::vector<uint32_t>& cps, size_t b, size_t e) {
 // piece first (generate_merges with score = -position); spaces become U+2581 in a normalizer;
 // control tokens are special added tokens, user-defined ones that are in the vocabulary are
 // plain added tokens.
+// tokenizer.ggml.tokens and, when present, tokenizer.ggml.token_type (one per token).
+struct GgufVocab {
+  std::vector<std::string> tokens;
+  std::vector<int64_t> types;  // empty when the file has none
+};
+Expected<GgufVocab> read_gguf_vocab(const GGUFFile& g) {
+  GgufVocab v;
+  AWQ_ASSIGN(v.tokens, g.get_string_array("tokenizer.ggml.tokens"));
+  if (g.has("tokenizer.ggml.token_type")) {
+    AWQ_ASSIGN(v.types, g.get_int_array("tokenizer.ggml.token_type"));
+  }
+  if (!v.types.empty() && v.types.size() != v.tokens.size())
+    return make_error(g.path(), ": tokenizer.ggml.token_type has ", v.types.size(),
+                      " entries, expected one per token (", v.tokens.size(), ")");
+  return v;
+}
+
 // vocab: spelling -> id as a Python dict comprehension builds it ({t: i for i, t in ...}): each
 // spelling at its first position, holding its last id. ordered_json's operator[] searches its
 // pairs linearly (quadratic: minutes for a 262k vocabulary), so the pairs are appended to the
@@ -321,14 +338,9 @@ ojson vocab_object(const std::vector<std::string>& spelled,
 }
 
 Expected<std::string> build_gemma_tokenizer_json(const GGUFFile& g) {
-  AWQ_ASSIGN(auto toks, g.get_string_array("tokenizer.ggml.tokens"));
-  std::vector<int64_t> types;
-  if (g.has("tokenizer.ggml.token_type")) {
-    AWQ_ASSIGN(types, g.get_int_array("tokenizer.ggml.token_type"));
-  }
-  if (!types.empty() && types.size() != toks.size())
-    return make_error(g.path(), ": tokenizer.ggml.token_type has ", types.size(),
-                      " entries, expected one per token (", toks.size(), ")");
+  AWQ_ASSIGN(GgufVocab gv, read_gguf_vocab(g));
+  auto& toks = gv.tokens;
+  auto& types = gv.types;
   AWQ_ASSIGN(SpecialTokens sp, special_tokens(g, toks));
   const std::string meta = "\xE2\x96\x81";  // U+2581
   std::vector<std::string> spelled(toks.size());
@@ -522,14 +534,9 @@ Expected<std::string> build_config_json(const GGUFFile& g, DType dtype) {
 Expected<std::string> build_tokenizer_json(const GGUFFile& g) {
   if (is_gemma_spm(g)) return build_gemma_tokenizer_json(g);
   AWQ_TRY(check_gpt2_tokenizer(g));
-  AWQ_ASSIGN(auto toks, g.get_string_array("tokenizer.ggml.tokens"));
-  std::vector<int64_t> types;
-  if (g.has("tokenizer.ggml.token_type")) {
-    AWQ_ASSIGN(types, g.get_int_array("tokenizer.ggml.token_type"));
-  }
-  if (!types.empty() && types.size() != toks.size())
-    return make_error(g.path(), ": tokenizer.ggml.token_type has ", types.size(),
-                      " entries, expected one per token (", toks.size(), ")");
+  AWQ_ASSIGN(GgufVocab gv, read_gguf_vocab(g));
+  auto& toks = gv.tokens;
+  auto& types = gv.types;
   std::vector<std::string> merges;
   if (g.has("tokenizer.ggml.merges")) {
     AWQ_ASSIGN(merges, g.get_string_array("tokenizer.ggml.merges"));
