@@ -135,6 +135,10 @@ namespace arch_detail {
 const std::vector<ScaleGroup>& llama_scale_groups();
 std::vector<LinearName> llama_linears();
 std::vector<NormName> llama_norms();
+// The MoE form of a dense Llama-layout description: `linears` keeps q/k/v/o only, the MLP is
+// `names`' router + experts, and the MLP-side scale groups (post-attention norm -> gate,up and
+// up -> down) span the experts.
+void make_moe(Architecture& a, MoeNames names);
 // hidden_act (or `key`) must be one of the values mapped; error names field and value.
 Status parse_activation(const nlohmann::json& j, ModelConfig& c, const std::string& src,
                         const char* key, Activation def);

@@ -55,13 +55,7 @@ const Architecture& mixtral_architecture() {
     a.model_type = "mixtral";
     a.gguf_arch = "";  // llama.cpp writes Mixtral as "llama" with ffn_*_exps: not read yet
     a.gguf_permuted_qk = false;
-    a.linears.resize(4);  // q, k, v, o; the MLP is the experts
-    a.moe = true;
-    a.moe_names = {"block_sparse_moe.gate", "block_sparse_moe.experts.", "w1", "w3", "w2"};
-    auto g = arch_detail::llama_scale_groups();
-    g[2].experts = true;
-    g[3].experts = true;
-    a.scale_groups = g;
+    arch_detail::make_moe(a, {"block_sparse_moe.gate", "block_sparse_moe.experts.", "w1", "w3", "w2"});
     a.never_quantized = {"lm_head", "gate"};
     a.parse_config = parse_mixtral;
     return a;

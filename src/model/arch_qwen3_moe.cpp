@@ -54,13 +54,7 @@ const Architecture& qwen3_moe_architecture() {
     a.name = "Qwen3MoeForCausalLM";
     a.model_type = "qwen3_moe";
     a.gguf_arch = "";  // llama.cpp's qwen3moe (ffn_*_exps): not read yet
-    a.linears.resize(4);
-    a.moe = true;
-    a.moe_names = {"mlp.gate", "mlp.experts.", "gate_proj", "up_proj", "down_proj"};
-    auto g = arch_detail::llama_scale_groups();
-    g[2].experts = true;
-    g[3].experts = true;
-    a.scale_groups = g;
+    arch_detail::make_moe(a, {"mlp.gate", "mlp.experts.", "gate_proj", "up_proj", "down_proj"});
     // "mlp.gate", not "gate": modules_to_not_convert match as substrings (here and in vLLM), and
     // "gate" would also match every expert's gate_proj.
     a.never_quantized = {"lm_head", "mlp.gate"};

@@ -1,4 +1,5 @@
 // The registry of supported architectures and the pieces the family files share.
+#include <utility>
 #include <nlohmann/json.hpp>
 
 #include "model/arch.h"
@@ -88,6 +89,15 @@ const std::vector<ScaleGroup>& llama_scale_groups() {
       {ScaleGroup::Prev::Linear, "up_proj", {"down_proj"}, ScaleGroup::Compare::Linear, false},
   };
   return g;
+}
+
+void make_moe(Architecture& a, MoeNames names) {
+  a.linears.resize(4);  // q, k, v, o; the MLP is the experts
+  a.moe = true;
+  a.moe_names = std::move(names);
+  a.scale_groups = llama_scale_groups();
+  a.scale_groups[2].experts = true;
+  a.scale_groups[3].experts = true;
 }
 
 std::vector<LinearName> llama_linears() {
