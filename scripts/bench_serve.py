@@ -205,6 +205,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--awq-model", help="checkpoint for `awq serve`")
     ap.add_argument("--awq-bin", default=os.path.join(ROOT, "build", "awq"))
+    ap.add_argument("--awq-arg", action="append", default=[],
+                    help="extra `awq serve` argument (repeatable), e.g. --awq-arg=--no-batch-invariant")
     ap.add_argument("--llama-gguf", help="GGUF for llama-server")
     ap.add_argument("--llama-server", default=os.path.join(
         ROOT, "out/llcpp/llama_cpp_python-0.3.36/vendor/llama.cpp/build/bin/llama-server"))
@@ -234,7 +236,7 @@ def main():
     if args.awq_model:
         port = free_port()
         cmd = [args.awq_bin, "serve", args.awq_model, "--port", str(port), "--parallel", str(maxc),
-               "--ctx", str(args.ctx), "--threads", str(args.threads)]
+               "--ctx", str(args.ctx), "--threads", str(args.threads)] + args.awq_arg
         rows += bench_server("awq-cpp", cmd, "127.0.0.1", port, args.model, prompts, args)
     if args.llama_gguf:
         port = free_port()
