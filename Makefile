@@ -6,10 +6,11 @@ MODELS := models
 GGUF := $(MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf
 FP_DIR := $(MODELS)/smollm2-fp32
 APT_PKGS := cmake g++ make pkg-config nlohmann-json3-dev libcli11-dev libpcre2-dev \
-            libopenblas-openmp-dev libgtest-dev libgmock-dev libbenchmark-dev python3-pip time ccache
+            libopenblas-openmp-dev libgtest-dev libgmock-dev libbenchmark-dev python3-pip time ccache \
+            python3-dev python3-venv
 PY_PKGS := numpy safetensors
 
-.PHONY: all deps build test test-fast sanitize demo model fp-model bench fuzz clean
+.PHONY: all deps build test test-fast sanitize demo model fp-model bench fuzz clean python python-test
 
 all: build
 
@@ -57,6 +58,28 @@ test: build fp-model $(RTN_DIR)/config.json
 	AWQ_WIKITEXT=$(abspath ../shared/data/wikitext-2-raw/wiki.test.raw) \
 	OMP_WAIT_POLICY=passive \
 	  ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
+	$(MAKE) python-test
+
+# The Python package (python/, pyproject.toml): built by scikit-build-core into build-py/ and
+# installed into a venv there (system site-packages visible), so worktrees never share an install.
+PYVENV := build-py/venv
+PY_BUILD_PKGS := scikit-build-core nanobind pytest tqdm
+$(PYVENV)/bin/python:
+	python3 -m venv --system-site-packages $(PYVENV)
+python: deps $(PYVENV)/bin/python
+	@$(PYVENV)/bin/python -c "import scikit_build_core, nanobind, pytest, tqdm" 2>/dev/null || \
+	  $(PYVENV)/bin/python -m pip install -q $(PY_BUILD_PKGS)
+	CMAKE_BUILD_PARALLEL_LEVEL=$(JOBS) CMAKE_ARGS="$(LAUNCHER)" \
+	  $(PYVENV)/bin/python -m pip install -q --no-build-isolation --no-deps .
+
+# pytest over python/tests (exit code 5 = no tests collected counts as a failure: the suite
+# must run). The SmolLM2 tests skip without the model variables (`make test` sets them).
+python-test: build python
+	AWQ_BIN=$(abspath $(BUILD)/awq) AWQ_SMOLLM2_DIR=$(abspath $(FP_DIR)) \
+	AWQ_SMOLLM2_AWQ_DIR=$(abspath $(RTN_DIR)) AWQ_SMOLLM2_GGUF=$(abspath $(GGUF)) \
+	OMP_WAIT_POLICY=passive \
+	  $(PYVENV)/bin/python -m pytest -q python/tests; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; fi; exit $$rc
 
 # Unit tests under ASan + UBSan.
 sanitize: deps

@@ -137,6 +137,7 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
   int marlin_fallbacks = 0;
   Progress prog(opt.method == QuantizeOptions::Method::Awq ? "awq" : "rtn", cfg.n_layers, " blk");
   if (opt.progress) prog.update(0);
+  if (opt.on_progress) opt.on_progress(0, cfg.n_layers);
   for (int layer = 0; layer < cfg.n_layers; ++layer) {
     AWQ_TRY(check_cancel(opt));
     auto bw = load_block(st, cfg, layer);
@@ -340,6 +341,7 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
       }
     }
     if (opt.progress) prog.update(layer + 1);
+    if (opt.on_progress) opt.on_progress(layer + 1, cfg.n_layers);
   }
   if (opt.progress) prog.finish();
   if (marlin_fallbacks > 0)

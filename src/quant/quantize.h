@@ -2,6 +2,8 @@
 // decoder block plus the calibration activations.
 #pragma once
 #include <atomic>
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -35,6 +37,8 @@ struct QuantizeOptions {
   bool progress = true;
   size_t max_shard_bytes = size_t(2) << 30;
   const std::atomic<bool>* cancel = nullptr;  // set by a SIGINT handler
+  // Called (on the quantizing thread) after each decoder block: (blocks done, blocks total).
+  std::function<void(int64_t, int64_t)> on_progress;
 };
 
 struct GroupReport {
