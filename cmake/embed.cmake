@@ -1,7 +1,10 @@
-# Turn a file into a C array: awq_default_calib_jsonl / awq_default_calib_jsonl_size.
+# Turn a file into a C array: ${NAME}[] / ${NAME}_size (NAME defaults to awq_default_calib_jsonl).
+if(NOT DEFINED NAME)
+  set(NAME awq_default_calib_jsonl)
+endif()
 file(READ ${IN} hex HEX)
 string(LENGTH "${hex}" n)
 math(EXPR size "${n} / 2")
 string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," body "${hex}")
 string(REGEX REPLACE "(0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,)" "\\1\n" body "${body}")
-file(WRITE ${OUT} "// generated from ${IN}\nextern \"C\" const unsigned char awq_default_calib_jsonl[] = {\n${body}0};\nextern \"C\" const unsigned long awq_default_calib_jsonl_size = ${size};\n")
+file(WRITE ${OUT} "// generated from ${IN}\nextern \"C\" const unsigned char ${NAME}[] = {\n${body}0};\nextern \"C\" const unsigned long ${NAME}_size = ${size};\n")

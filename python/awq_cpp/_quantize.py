@@ -49,7 +49,7 @@ def quantize(model, out_dir, *, w_bit=4, group_size=128, zero_point=True, method
              clip="joint", clip_aware_search=True, duo_scaling=True, calib=None, n_samples=128,
              seqlen=512, search_blocks=16, gram_loss=True, gqa_o_scale=False,
              modules_to_not_convert=None, threads=0, overwrite=False, report=None,
-             progress=True, chunk_blocks=None):
+             progress=True, chunk_blocks=None, resume=False, resume_state=True):
     """Quantize `model` (HF directory or .gguf) to an AutoAWQ GEMM checkpoint in `out_dir`.
 
     The same pipeline and options as `awq quantize` (each keyword is the CLI flag without
@@ -59,7 +59,11 @@ def quantize(model, out_dir, *, w_bit=4, group_size=128, zero_point=True, method
     path for the JSON report. `progress`: True (a tqdm bar when tqdm is installed, else the
     CLI's text progress on stderr), False, or a callable(done_blocks, total_blocks).
 
-    Returns the report as a dict. Ctrl-C raises KeyboardInterrupt and leaves no output.
+    resume / resume_state: `--resume` / `--no-resume-state` (the state of an interrupted run is
+    kept in OUT_DIR.resume, as the CLI keeps it).
+
+    Returns the report as a dict. Ctrl-C raises KeyboardInterrupt and leaves no output
+    directory (only OUT_DIR.resume unless resume_state=False).
     """
     model = check_path(model, "model")
     if not isinstance(out_dir, (str, os.PathLike)):
@@ -81,7 +85,8 @@ def quantize(model, out_dir, *, w_bit=4, group_size=128, zero_point=True, method
                          " or False)")
     for name, v in (("clip_aware_search", clip_aware_search), ("duo_scaling", duo_scaling),
                     ("gram_loss", gram_loss), ("gqa_o_scale", gqa_o_scale),
-                    ("overwrite", overwrite)):
+                    ("overwrite", overwrite), ("resume", resume),
+                    ("resume_state", resume_state)):
         check_bool(v, name)
     check_int(n_samples, "n_samples", minimum=1)
     check_int(seqlen, "seqlen", minimum=1)
@@ -119,6 +124,7 @@ def quantize(model, out_dir, *, w_bit=4, group_size=128, zero_point=True, method
             "search_blocks": search_blocks, "gram_loss": gram_loss, "gqa_o_scale": gqa_o_scale,
             "modules_to_not_convert": mods, "threads": threads, "overwrite": overwrite,
             "native_progress": cb == "native", "chunk_blocks": chunk_blocks,
+            "resume": resume, "resume_state": resume_state,
         }
         try:
             rep = _native.quantize(model, out_dir, opts, None if cb == "native" else cb)

@@ -29,6 +29,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "core/cancel.h"
 #include "core/mmap_file.h"
 #include "core/threads.h"
 #include "eval/perplexity.h"
@@ -63,8 +64,8 @@ void check(const Status& s) {
 // (KeyboardInterrupt) or on_tick throws, *cancel is set, the worker is joined and the Python
 // exception propagates. fn's own exceptions are rethrown here.
 template <class F>
-auto run_interruptible(F&& fn, std::atomic<bool>* cancel, const std::function<void()>& on_tick)
-    -> decltype(fn()) {
+auto run_interruptible(F&& fn, std::atomic<bool>* cancel, const std::function<void()>& on_tick,
+                       bool global_cancel = false) -> decltype(fn()) {
   using R = decltype(fn());
   std::optional<R> result;
   std::exception_ptr exc;
@@ -96,6 +97,7 @@ auto run_interruptible(F&& fn, std::atomic<bool>* cancel, const std::function<vo
     if (PyErr_CheckSignals() != 0) {
       nb::python_error err;  // fetches KeyboardInterrupt (or whatever the handler raised)
       if (cancel) cancel->store(true);
+      if (global_cancel) request_cancel();
       join();
       throw err;
     }
@@ -158,6 +160,8 @@ nb::dict quantize(const std::string& model, const std::string& out_dir, const nb
   q.gqa_o_scaling = opt_get<bool>(o, "gqa_o_scale", false);
   q.modules_to_not_convert = opt_get<std::vector<std::string>>(o, "modules_to_not_convert", {});
   q.overwrite = opt_get<bool>(o, "overwrite", false);
+  q.resume = opt_get<bool>(o, "resume", false);
+  q.resume_state = opt_get<bool>(o, "resume_state", true);
   q.progress = opt_get<bool>(o, "native_progress", false);
   set_num_threads(opt_get<int>(o, "threads", 0));
 
@@ -176,8 +180,15 @@ nb::dict quantize(const std::string& model, const std::string& out_dir, const nb
       (*progress)(d, total.load());
     }
   };
+  struct ClearCancel {  // the process-wide flag (core/cancel.h) the inner loops poll
+    std::atomic<bool>& f;
+    ~ClearCancel() {
+      if (f.load()) clear_cancel();
+    }
+  } clear_after{cancel};
   QuantizeReport r = run_interruptible(
-      [&]() -> QuantizeReport { return take(quantize_model(model, out_dir, q)); }, &cancel, tick);
+      [&]() -> QuantizeReport { return take(quantize_model(model, out_dir, q)); }, &cancel, tick,
+      /*global_cancel=*/true);
   tick();
   nb::dict rep;
   rep["seconds"] = r.seconds;
@@ -512,12 +523,20 @@ NB_MODULE(_native, m) {
           eval = std::make_shared<Model>(std::move(*m2));
           mp = eval.get();
         }
+        // perplexity polls the process-wide cancel flag (core/cancel.h)
+        std::atomic<bool> ppl_cancel{false};
+        struct ClearCancel {
+          std::atomic<bool>& f;
+          ~ClearCancel() {
+            if (f.load()) clear_cancel();
+          }
+        } clear_after{ppl_cancel};
         PplResult r = run_interruptible(
             [&]() -> PplResult {
               std::lock_guard<std::mutex> lk(lm.mu);
               return take(perplexity(*mp, ids, opt));
             },
-            nullptr, {});
+            &ppl_cancel, {}, /*global_cancel=*/true);
         nb::dict d;
         d["ppl"] = r.ppl;
         d["ppl_stderr"] = r.ppl_stderr;

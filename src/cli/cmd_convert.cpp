@@ -2,6 +2,7 @@
 #include <memory>
 
 #include "cli/command.h"
+#include "core/cancel.h"
 #include "io/gguf_convert.h"
 
 namespace {
@@ -18,6 +19,7 @@ awq::cli::Register reg("convert", "Convert a llama GGUF file to a Hugging Face m
   sub.add_option("--dtype", a->dtype, "dtype of the written tensors")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}));
   return [a]() -> int {
+    awq::install_cancel_handlers();
     awq::ConvertOptions o;
     o.dtype = a->dtype == "f16" ? awq::DType::F16 : a->dtype == "bf16" ? awq::DType::BF16
                                                                       : awq::DType::F32;

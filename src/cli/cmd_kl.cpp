@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "core/cancel.h"
 #include "core/mmap_file.h"
 #include "core/threads.h"
 #include "eval/kl.h"
@@ -41,6 +42,7 @@ int run_kl(const KlArgs& a) {
   opt.protocol = *proto;
   opt.max_windows = a.max_windows;
   opt.progress = !a.json;
+  install_cancel_handlers();  // loading writes nothing: until here a signal simply ends us
   auto r = kl_divergence(*base, *quant, ids, opt);
   if (!r) return fail(r.error());
   if (a.json) {

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "core/cancel.h"
 #include "core/mmap_file.h"
 #include "core/threads.h"
 #include "eval/perplexity.h"
@@ -35,6 +36,7 @@ int run_ppl(const PplArgs& a) {
   opt.protocol = *proto;
   opt.max_windows = a.max_windows;
   opt.progress = !a.json;
+  install_cancel_handlers();  // loading writes nothing: until here a signal simply ends us
   auto r = perplexity(*model, ids, opt);
   if (!r) return fail(r.error());
   const double tps = r->tokens_processed / std::max(1e-9, r->seconds);

@@ -1,24 +1,21 @@
 // awq quantize MODEL OUT_DIR: AWQ (or RTN) quantization to an AutoAWQ GEMM checkpoint.
-#include <csignal>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "core/cancel.h"
 #include "core/threads.h"
 #include "quant/quantize.h"
 
 namespace awq::cli {
 namespace {
 
-std::atomic<bool> g_cancel{false};
-extern "C" void on_sigint(int) { g_cancel.store(true); }
-
 struct QArgs {
   std::string model, out, method = "awq", calib, format = "autoawq", report, clip = "joint";
   int w_bit = 4, group_size = 128, n_samples = 128, seqlen = 512, threads = 0, search_blocks = 16;
   bool clip_aware = true;
   bool zero_point = true, no_clip = false, no_duo = false, overwrite = false;
-  bool gram_loss = true, gqa_o_scale = false;
+  bool gram_loss = true, gqa_o_scale = false, resume = false, resume_state = true;
   std::vector<std::string> not_convert;
 };
 
@@ -49,11 +46,10 @@ int run_quantize(const QArgs& a) {
   o.gqa_o_scaling = a.gqa_o_scale;
   o.modules_to_not_convert = a.not_convert;
   o.overwrite = a.overwrite;
-  o.cancel = &g_cancel;
-  std::signal(SIGINT, on_sigint);
-  std::signal(SIGTERM, on_sigint);
+  o.resume = a.resume;
+  o.resume_state = a.resume_state;
+  install_cancel_handlers();  // SIGINT/SIGTERM: stop within a second or two, no output left
   auto r = quantize_model(a.model, a.out, o);
-  std::signal(SIGINT, SIG_DFL);
   if (!r) return fail(r.error());
   for (const auto& w : r->warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
   std::printf("wrote %s (%s w%d g%d%s) in %.1f s; calibration %d blocks x %d tokens\n",
@@ -123,6 +119,13 @@ Register reg("quantize", "quantize a model (HF dir or .gguf) to an AutoAWQ check
   sub.add_option("--format", a->format, "checkpoint format (autoawq)")->capture_default_str();
   sub.add_option("--report", a->report, "write a JSON report (chosen ratios, losses)");
   sub.add_flag("--overwrite", a->overwrite, "replace OUT_DIR if it exists");
+  sub.add_flag("--resume", a->resume,
+               "continue an interrupted or killed run from its last completed block (same "
+               "arguments; the saved state is OUT_DIR.resume)");
+  sub.add_flag("--resume-state,!--no-resume-state", a->resume_state,
+               "save the state after every block in OUT_DIR.resume so that --resume can continue "
+               "the run (default on; removed when the run completes)")
+      ->capture_default_str();
   return [a]() { return run_quantize(*a); };
 });
 

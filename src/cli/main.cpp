@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "cli/command.h"
+#include "core/threads.h"
 
 namespace awq::cli {
 std::vector<CommandDef>& registry() {
@@ -17,6 +18,7 @@ int fail(const std::string& msg) {
 }  // namespace awq::cli
 
 int main(int argc, char** argv) {
+  awq::apply_default_omp_wait_policy(argv);  // may re-execute the program once
   using namespace awq::cli;
   CLI::App app{"awq-cpp: AWQ quantization and W4 inference"};
   app.require_subcommand(1);

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "core/cancel.h"
 #include "core/progress.h"
 #include "kernels/vmath.h"
 #include "model/forward.h"
@@ -56,6 +57,7 @@ Expected<KlResult> kl_divergence(const Model& base, const Model& quant,
     embed_tokens(base, win, ctx, xb.data());
     embed_tokens(quant, win, ctx, xq.data());
     for (int l = 0; l < L; ++l) {
+      AWQ_TRY(check_cancel("kl"));
       block_forward(base.cfg, base.blocks[l], rope_b, xb.data(), 1, ctx);
       block_forward(quant.cfg, quant.blocks[l], rope_q, xq.data(), 1, ctx);
       double num = 0, den = 0;

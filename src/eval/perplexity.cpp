@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "core/cancel.h"
 #include "core/progress.h"
 #include "kernels/vmath.h"
 #include "model/forward.h"
@@ -61,6 +62,7 @@ Expected<PplResult> perplexity(const Model& m, const std::vector<int32_t>& token
   for (int w = 0; w < n_windows; ++w) {
     const int32_t* win = tokens.data() + (size_t)w * ctx;
     forward_hidden(m, win, 1, ctx, hidden.data());
+    AWQ_TRY(check_cancel("ppl"));
     for (int r0 = first; r0 < ctx - 1; r0 += kRowChunk) {
       const int n = std::min(kRowChunk, ctx - 1 - r0);
       lm_head_forward(m, hidden.data() + (size_t)r0 * H, n, logits.data());

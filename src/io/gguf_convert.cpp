@@ -3,6 +3,8 @@
 // (modeling_gguf_pytorch_utils.py, integrations/gguf/gguf_tokenizer_mapping.py), so the
 // result can be checked against it tensor by tensor (scripts/check_convert.py).
 #include "io/gguf_convert.h"
+
+#include "core/cancel.h"
 #include "io/tokenizer_text.h"
 
 #include "io/gguf_dequant.h"
@@ -528,6 +530,7 @@ Status convert_gguf_to_hf(const std::string& gguf_path, const std::string& out_d
   {
     SafeTensorsWriter w(tmp.path, opts.max_shard_bytes);
     for (size_t i = 0; i < jobs.size(); ++i) {
+      AWQ_TRY(check_cancel("convert"));  // the temp dir is removed on the way out
       const auto& j = jobs[i];
       if (opts.progress)
         std::fprintf(stderr, "[%zu/%zu] %s (%s) -> %s\n", i + 1, jobs.size(), j.t->name.c_str(),
@@ -543,6 +546,7 @@ Status convert_gguf_to_hf(const std::string& gguf_path, const std::string& out_d
     }
     AWQ_TRY(w.finish());
   }
+  AWQ_TRY(check_cancel("convert"));
   const fs::path tp(tmp.path);
   AWQ_TRY(write_file_atomic((tp / "config.json").string(), config));
   AWQ_TRY(write_file_atomic((tp / "tokenizer.json").string(), tokenizer));

@@ -28,11 +28,15 @@ class AddedMatcher {
  public:
   void add(const AddedToken* t) {
     if (t->match.empty()) return;
-    auto& b = by_first_[static_cast<unsigned char>(t->match[0])];
-    b.push_back(t);
-    std::stable_sort(b.begin(), b.end(),
-                     [](auto* x, auto* y) { return x->match.size() > y->match.size(); });
+    by_first_[static_cast<unsigned char>(t->match[0])].push_back(t);
     any_ = true;
+  }
+  // After the last add(): longest first within a bucket, file order among equal lengths (one
+  // sort per bucket; sorting on every add was quadratic for Gemma's 6k "<unused..>" tokens).
+  void finish() {
+    for (auto& b : by_first_)
+      std::stable_sort(b.begin(), b.end(),
+                       [](auto* x, auto* y) { return x->match.size() > y->match.size(); });
   }
   bool empty() const { return !any_; }
   // Next match at or after `from`: returns the token and sets *pos, or nullptr.
@@ -308,6 +312,8 @@ Expected<std::shared_ptr<TokenizerImpl>> load_impl(const std::string& path) {
   }
   for (const AddedToken& t : impl->added)
     (t.normalized ? impl->norm_matcher : impl->raw_matcher).add(&t);
+  impl->norm_matcher.finish();
+  impl->raw_matcher.finish();
   impl->vocab_size = max_id;
   return impl;
 }

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/cancel.h"
 #include "core/flops.h"
 #include "kernels/f16_matmul.h"
 #include "kernels/q8_matmul.h"
@@ -223,7 +224,10 @@ void forward_hidden(const Model& m, const int32_t* tokens, int n_seq, int T, flo
   embed_tokens(m, tokens, n_tok, x.data());
   Rope rope;
   rope.build(m.cfg, T);
-  for (const auto& b : m.blocks) block_forward(m.cfg, b, rope, x.data(), n_seq, T);
+  for (const auto& b : m.blocks) {
+    if (cancel_requested()) break;  // the caller checks the flag; the output is then unspecified
+    block_forward(m.cfg, b, rope, x.data(), n_seq, T);
+  }
   rms_norm(x.data(), m.final_norm.data(), n_tok, m.cfg.hidden, m.cfg.rms_eps, hidden_out);
 }
 

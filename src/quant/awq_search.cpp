@@ -7,7 +7,9 @@
 
 #include <cblas.h>
 
+#include "core/cancel.h"
 #include "core/flops.h"
+#include "core/progress.h"
 
 namespace awq {
 
@@ -118,7 +120,7 @@ GramLoss::GramLoss(int K) : K_(K) { G_.assign((size_t)K * K, 0.0f); }
 void GramLoss::add(const float* x, int64_t n_tok) {
   // G += X^T X, in token chunks (each chunk's partial sum in fp32).
   constexpr int64_t kChunk = 4096;
-  for (int64_t t0 = 0; t0 < n_tok; t0 += kChunk) {
+  for (int64_t t0 = 0; t0 < n_tok && !cancel_requested(); t0 += kChunk) {
     const int64_t n = std::min(kChunk, n_tok - t0);
     count_flops((double)K_ * K_ * n);  // the upper triangle of X^T X
     cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, K_, (int)n, 1.0f, x + t0 * K_, K_, 1.0f,
@@ -131,9 +133,15 @@ double GramLoss::operator()(const Linear& cur, const std::vector<float>& orig) c
   const int N = cur.out, K = K_;
   std::vector<float> D((size_t)N * K), E((size_t)N * K);
   for (size_t i = 0; i < D.size(); ++i) D[i] = cur.weight[i] - orig[i];
-  count_flops(2.0 * N * K * K);
-  cblas_ssymm(CblasRowMajor, CblasRight, CblasUpper, N, K, 1.0f, G_.data(), K, D.data(), K, 0.0f,
-              E.data(), K);
+  // E = D G in row blocks of ~4 GFLOP, so that a cancel is seen between them (cancelled: the
+  // result is unspecified; the caller checks).
+  const int rows = std::max(1, (int)(2e9 / ((double)K * K)));
+  for (int r0 = 0; r0 < N && !cancel_requested(); r0 += rows) {
+    const int nr = std::min(rows, N - r0);
+    count_flops(2.0 * nr * K * K);
+    cblas_ssymm(CblasRowMajor, CblasRight, CblasUpper, nr, K, 1.0f, G_.data(), K,
+                D.data() + (size_t)r0 * K, K, 0.0f, E.data() + (size_t)r0 * K, K);
+  }
   double sum = 0.0;
   const int64_t n = (int64_t)N * K;
 #pragma omp parallel for reduction(+ : sum)
@@ -189,6 +197,8 @@ ScaleResult search_scales_loss(std::vector<Linear*> linears, const std::vector<f
   for (Linear* l : linears) originals.push_back(l->weight);
   double best = std::numeric_limits<double>::infinity();
   for (int i = 0; i < opt.n_grid; ++i) {
+    if (cancel_requested()) break;  // the caller sees the flag and discards the result
+    report_phase_fraction((double)i / opt.n_grid);
     const float ratio = (float)i / (float)opt.n_grid;
     std::vector<float> s = awq_scales_for_ratio(x_mean, w_mean, ratio, opt.duo_scaling);
     for (size_t j = 0; j < linears.size(); ++j) {
@@ -266,6 +276,7 @@ ClipResult search_and_apply_clip(Linear& l, const float* x, int64_t n_tok,
     std::vector<float> A, C, mvs;
 #pragma omp for schedule(dynamic, 1)
     for (int bi = 0; bi < n_batches; ++bi) {
+      if (cancel_requested()) continue;  // results unspecified; the caller checks
       const int o0 = bi * rb, o1 = std::min(N, o0 + rb), nr = o1 - o0;
       A.resize((size_t)nr * cand * G);
       C.resize((size_t)nr * cand * T);
@@ -395,6 +406,7 @@ ClipResult search_and_apply_clip_gram(Linear& l, const GramLoss& gram,
     };
 #pragma omp for schedule(dynamic, 1)
     for (int bi = 0; bi < n_batches; ++bi) {
+      if (cancel_requested()) continue;  // results unspecified; the caller checks
       const int o0 = bi * rb, o1 = std::min(N, o0 + rb), nr = o1 - o0;
       D.resize((size_t)nr * cand * G);
       E.resize((size_t)nr * cand * G);

@@ -2,14 +2,17 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 
+#include "core/cancel.h"
 #include "core/flops.h"
 #include "core/progress.h"
+#include "core/threads.h"
 #include "io/gguf_convert.h"
 #include "io/safetensors.h"
 #include "io/tokenizer.h"
@@ -17,6 +20,7 @@
 #include "quant/awq_checkpoint.h"
 #include "quant/awq_pack.h"
 #include "quant/calibration.h"
+#include "quant/resume.h"
 
 namespace awq {
 namespace fs = std::filesystem;
@@ -70,13 +74,139 @@ std::vector<float>& record_of(BlockRecord& r, Input in) {
   }
 }
 
+bool cancelled(const QuantizeOptions& opt) {
+  return cancel_requested() || (opt.cancel && opt.cancel->load(std::memory_order_relaxed));
+}
+
 Status check_cancel(const QuantizeOptions& opt) {
-  if (opt.cancel && opt.cancel->load()) return make_error("interrupted by a signal (SIGINT/SIGTERM); no output written");
-  return Status::Ok();
+  if (!cancelled(opt)) return Status::Ok();
+  if (cancel_requested()) return awq::check_cancel("quantize");
+  return make_error("quantize: interrupted by a signal (SIGINT/SIGTERM)");
+}
+
+// Everything that changes the checkpoint's bytes; a resumed run must match it (resume.h).
+nlohmann::json options_fingerprint(const QuantizeOptions& o, const CalibBlocks& calib,
+                                   nlohmann::json input) {
+  const SearchOptions& s = o.search;
+  const char* clip_modes[] = {"sampled", "gram", "gram-asym", "joint"};
+  nlohmann::json j = {
+      {"--method", o.method == QuantizeOptions::Method::Awq ? "awq" : "rtn"},
+      {"--w-bit", s.q.w_bit},
+      {"--group-size", s.q.group_size},
+      {"--zero-point", s.q.zero_point},
+      {"--modules-to-not-convert", o.modules_to_not_convert},
+      {"--threads", num_threads()},  // OpenMP reductions and BLAS splits follow the thread count
+      {"input", std::move(input)},
+  };
+  if (o.method == QuantizeOptions::Method::Awq) {
+    j["--clip"] = s.clip ? clip_modes[(int)s.clip_mode] : "off (--no-clip)";
+    j["--no-duo-scaling"] = !s.duo_scaling;
+    j["--n-samples"] = o.n_samples;
+    j["--seqlen"] = o.seqlen;
+    j["--search-blocks"] = o.search_blocks;
+    j["--gram-loss"] = o.gram_loss;
+    j["--gqa-o-scale"] = o.gqa_o_scaling;
+    j["--clip-aware-search"] = o.clip_aware_search;
+    j["search internals"] = {s.n_grid, s.clip_grid, s.max_shrink, s.clip_sample_tokens,
+                             s.clip_batch_rows, s.clip_sweeps, o.chunk_blocks};
+    j["calibration (--calib text and tokenizer)"] = {
+        {"blocks", calib.n_blocks},
+        {"token hash", fnv1a_hex(calib.tokens.data(), calib.tokens.size() * sizeof(int32_t))}};
+  }
+  return j;
+}
+
+// Estimated work (FLOP of the matrix products; element-wise passes weighted as 10 FLOP per
+// element touched, they run ~10x slower than sgemm) of one AWQ block, per phase, for the
+// progress line's ETA before the first block has been timed.
+struct PhaseWork {
+  std::string name;
+  double work;
+};
+
+// [out, in] of a block linear from the config.
+std::pair<double, double> linear_shape(const ModelConfig& c, const std::string& n) {
+  const double H = c.hidden, qd = (double)c.n_heads * c.head_dim,
+               kvd = (double)c.n_kv_heads * c.head_dim, I = c.intermediate;
+  if (n == "q_proj") return {qd, H};
+  if (n == "k_proj" || n == "v_proj") return {kvd, H};
+  if (n == "o_proj") return {H, qd};
+  if (n == "gate_proj" || n == "up_proj") return {I, H};
+  return {H, I};  // down_proj
+}
+
+std::vector<PhaseWork> block_phase_work(const ModelConfig& c, const QuantizeOptions& o, int NB,
+                                        int T, int n_search) {
+  constexpr double kElem = 10;  // work per element of a non-sgemm pass
+  double params = 0;
+  for (const auto& n : block_linear_names()) {
+    const auto [N, K] = linear_shape(c, n);
+    params += N * K;
+  }
+  if (o.method != QuantizeOptions::Method::Awq) return {{"quantize", kElem * params}};
+  const SearchOptions& so = o.search;
+  const double qd = (double)c.n_heads * c.head_dim, H = c.hidden, I = c.intermediate;
+  const double tok = (double)NB * T, tok_s = (double)n_search * T;
+  const double ns = std::max(1, (int)(so.max_shrink * so.clip_grid));
+  const bool clip_gram = so.clip && so.clip_mode != SearchOptions::ClipMode::Sampled;
+  auto clip_work = [&](double N, double K, SearchOptions::ClipMode m) {
+    const double G = so.q.group_size <= 0 ? K : so.q.group_size;
+    using M = SearchOptions::ClipMode;
+    if (m == M::Sampled) return (ns + 1) * N * K * (2 * std::min(tok_s, 512.0) + kElem);
+    const double cand = m == M::Gram ? ns : ns + ns * ns;
+    const double sweeps = m == M::Joint && K > G ? so.clip_sweeps : 0;
+    return (1 + sweeps) * cand * N * K * (2 * G + kElem) +
+           (sweeps > 0 ? 4 * N * K * K + sweeps * 4 * N * G * K : 0);
+  };
+  std::vector<PhaseWork> w;
+  double fwd = 2 * params * tok + 2 * qd * T * tok + kElem * tok * (4 * H + qd + I);
+  if (o.gram_loss || clip_gram) fwd += tok * (qd * qd + I * I);
+  if (clip_gram) fwd += tok * 2 * H * H;
+  w.push_back({"forward", fwd});
+  auto clipped = [&](const std::string& n) { return n != "q_proj" && n != "k_proj"; };
+  for (const ScaleGroup& g : c.arch->scale_groups) {
+    const auto [N0, K0] = linear_shape(c, g.linears[0]);
+    if (g.requires_same_shape && g.prev_kind == ScaleGroup::Prev::Linear) {
+      const auto [Np, Kp] = linear_shape(c, g.prev_linear);
+      if ((Np != N0 || Kp != K0) && !o.gqa_o_scaling) continue;
+    }
+    double eval = 0, prep = 0;
+    for (const auto& n : g.linears) {
+      const auto [N, K] = linear_shape(c, n);
+      prep += kElem * N * K * 3;  // scale, fake-quantize, unscale
+      if (o.clip_aware_search && clip_gram && clipped(n))
+        prep += clip_work(N, K, SearchOptions::ClipMode::GramAsym);
+    }
+    if (g.compare == ScaleGroup::Compare::Attention) {
+      double pa = 0;
+      for (const char* n : {"q_proj", "k_proj", "v_proj", "o_proj"}) {
+        const auto [N, K] = linear_shape(c, n);
+        pa += N * K;
+      }
+      eval = 2 * pa * tok_s + 2 * qd * T * tok_s;
+    } else if (g.compare == ScaleGroup::Compare::Mlp) {
+      eval = 2 * 3 * H * I * tok_s;
+    } else {
+      eval = o.gram_loss ? 2 * N0 * K0 * K0 : 2 * N0 * K0 * tok_s;
+    }
+    w.push_back({"grid " + join(g.linears), so.n_grid * (eval + prep) + eval});
+  }
+  if (so.clip) {
+    double cw = 0;
+    for (const auto& n : block_linear_names()) {
+      if (!clipped(n)) continue;
+      const auto [N, K] = linear_shape(c, n);
+      cw += clip_work(N, K, so.clip_mode);
+    }
+    w.push_back({"clip", cw});
+  }
+  w.push_back({"write", kElem * params});
+  return w;
 }
 
 Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::string& src_files_dir,
-                                     const std::string& out_dir, const QuantizeOptions& opt) {
+                                     const std::string& out_dir, const std::string& input_id,
+                                     const QuantizeOptions& opt) {
   const auto t_start = std::chrono::steady_clock::now();
   const uint64_t flops_start = flops_done();
   QuantizeReport rep;
@@ -118,8 +248,89 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
                  "calibration: %d samples -> %d blocks x %d tokens; grid scored on %d blocks\n",
                  calib.samples_used, NB, T, n_search);
 
+  // Resume state (quant/resume.h): OUT_DIR.resume next to the output.
+  std::string out_norm = fs::path(out_dir).lexically_normal().string();
+  while (out_norm.size() > 1 && out_norm.back() == '/') out_norm.pop_back();
+  ResumeState resume(out_norm + ".resume");
+  nlohmann::json fingerprint;
+  int start_layer = 0;
+  if (opt.resume_state || opt.resume) {
+    AWQ_ASSIGN(nlohmann::json input, input_fingerprint(input_id));
+    fingerprint = options_fingerprint(opt, calib, std::move(input));
+  }
+  if (resume.exists()) {
+    if (opt.resume) {
+      AWQ_ASSIGN(start_layer, resume.load(fingerprint));
+      if (start_layer < 0 || start_layer > cfg.n_layers)
+        return make_error(resume.dir(), "/state.json: blocks_done ", start_layer,
+                          " outside 0..", cfg.n_layers);
+      std::fprintf(stderr, "resume: %d of %d blocks done in %s; continuing at block %d\n",
+                   start_layer, cfg.n_layers, resume.dir().c_str(), start_layer);
+    } else if (opt.overwrite) {
+      resume.remove();
+    } else {
+      return make_error("an interrupted run left its resume state in ", resume.dir(),
+                        ": pass --resume to continue it (same arguments), or --overwrite / "
+                        "remove it to start again");
+    }
+  } else if (opt.resume) {
+    std::fprintf(stderr, "resume: no saved state in %s; starting at block 0\n",
+                 resume.dir().c_str());
+  }
   AWQ_ASSIGN(AwqCheckpointWriter writer,
              AwqCheckpointWriter::create(out_dir, qc, opt.overwrite, opt.max_shard_bytes));
+  // The writer calls of the current block, kept for the resume state.
+  BlockRecordedTensors recorded;
+  const bool keep_state = opt.resume_state;
+  auto add_fp16 = [&](const std::string& name, const std::vector<int64_t>& shape,
+                      const float* data) -> Status {
+    AWQ_TRY(writer.add_fp16(name, shape, data));
+    if (keep_state) {
+      size_t n = 1;
+      for (int64_t d : shape) n *= (size_t)d;
+      BlockRecordedTensors::Item it;
+      it.name = name;
+      it.shape = shape;
+      it.data.assign(data, data + n);
+      recorded.items.push_back(std::move(it));
+    }
+    return Status::Ok();
+  };
+  auto add_quantized = [&](const std::string& prefix, QuantizedLinear&& ql,
+                           const float* bias) -> Status {
+    AWQ_TRY(writer.add_quantized(prefix, ql, bias));
+    if (keep_state) {
+      BlockRecordedTensors::Item it;
+      it.quantized = true;
+      it.name = prefix;
+      if (bias) it.bias.assign(bias, bias + ql.N);
+      it.ql = std::move(ql);
+      recorded.items.push_back(std::move(it));
+    }
+    return Status::Ok();
+  };
+  int marlin_fallbacks = 0;
+  // Replays block `layer` of the resume state into the writer and the report.
+  auto replay = [&](int layer) -> Status {
+    AWQ_ASSIGN(BlockRecordedTensors t, resume.read_block(layer));
+    for (auto& it : t.items) {
+      if (it.quantized)
+        AWQ_TRY(writer.add_quantized(it.name, it.ql, it.bias.empty() ? nullptr : it.bias.data()));
+      else
+        AWQ_TRY(writer.add_fp16(it.name, it.shape, it.data.data()));
+    }
+    const nlohmann::json& j = t.report;
+    for (const auto& g : j.value("groups", nlohmann::json::array()))
+      rep.groups.push_back({g["layer"], g["group"], g["best_index"], g["loss_best"],
+                            g["loss_identity"], g["fallback"]});
+    for (const auto& c : j.value("clips", nlohmann::json::array()))
+      rep.clips.push_back({c["layer"], c["linear"], c["err_before"], c["err_after"]});
+    for (const auto& w : j.value("warnings", nlohmann::json::array())) rep.warnings.push_back(w);
+    rep.params_total += j.value("params_total", 0.0);
+    rep.params_quantized += j.value("params_quantized", 0.0);
+    marlin_fallbacks += j.value("marlin_fallbacks", 0);
+    return Status::Ok();
+  };
   // Embeddings: the input of block 0; stored fp16.
   std::vector<float> x((size_t)NB * T * H);
   {
@@ -132,14 +343,62 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
     }
     AWQ_TRY(writer.add_fp16("model.embed_tokens.weight", {cfg.vocab, H}, embed.data()));
   }
+  for (int layer = 0; layer < start_layer; ++layer) {
+    AWQ_TRY(check_cancel(opt));
+    AWQ_TRY(replay(layer));
+  }
+  if (awq && start_layer > 0 && start_layer < cfg.n_layers) AWQ_TRY(resume.read_x(start_layer, x));
   Rope rope;
   if (awq) rope.build(cfg, T);
-  int marlin_fallbacks = 0;
-  Progress prog(opt.method == QuantizeOptions::Method::Awq ? "awq" : "rtn", cfg.n_layers, " blk");
-  if (opt.progress) prog.update(0);
-  if (opt.on_progress) opt.on_progress(0, cfg.n_layers);
-  for (int layer = 0; layer < cfg.n_layers; ++layer) {
+  // The calibration forward runs `chunk` calibration blocks at a time: as many as fit in about
+  // 10 GFLOP (a fraction of a second), so a cancel is seen quickly on big models.
+  int chunk = 1;
+  {
+    double params = 0;
+    for (const auto& n : block_linear_names()) {
+      const auto [N, K] = linear_shape(cfg, n);
+      params += N * K;
+    }
+    const double per_seq = 2 * params * T + 2.0 * cfg.n_heads * cfg.head_dim * T * T;
+    chunk = std::clamp((int)(1e10 / std::max(1.0, per_seq)), 1, std::max(1, opt.chunk_blocks));
+  }
+  // Progress: per block, phases of estimated work; block 0's measured phase times replace the
+  // estimates' proportions for the later blocks (all blocks have the same shapes).
+  const std::vector<PhaseWork> est = block_phase_work(cfg, opt, NB, T, n_search);
+  double block_work = 0;
+  for (const auto& p : est) block_work += p.work;
+  JobProgress prog(awq ? "awq" : "rtn", block_work * (cfg.n_layers - start_layer), opt.progress);
+  std::vector<double> phase_s;  // measured seconds per phase of the first block run
+  bool measured = false;
+  size_t phase_i = 0;
+  auto phase_t0 = std::chrono::steady_clock::now();
+  int cur_layer = start_layer;
+  auto phase = [&](const std::string& what) {
+    const auto now = std::chrono::steady_clock::now();
+    if (!measured && phase_i > 0) phase_s.push_back(std::chrono::duration<double>(now - phase_t0).count());
+    phase_t0 = now;
+    double w = phase_i < est.size() ? est[phase_i].work : 0;
+    if (measured && phase_i < phase_s.size()) {
+      double tot = 0;
+      for (double t : phase_s) tot += t;
+      w = tot > 0 ? block_work * phase_s[phase_i] / tot : w;
+    }
+    ++phase_i;
+    prog.begin_phase("block " + std::to_string(cur_layer + 1) + "/" + std::to_string(cfg.n_layers) +
+                         " " + what, w);
+  };
+  if (opt.on_progress) opt.on_progress(start_layer, cfg.n_layers);
+  for (int layer = start_layer; layer < cfg.n_layers; ++layer) {
     AWQ_TRY(check_cancel(opt));
+    cur_layer = layer;
+    phase_i = 0;
+    recorded = BlockRecordedTensors{};
+    const size_t n_groups_before = rep.groups.size(), n_clips_before = rep.clips.size(),
+                 n_warn_before = rep.warnings.size();
+    const double params_total_before = rep.params_total,
+                 params_quantized_before = rep.params_quantized;
+    const int marlin_before = marlin_fallbacks;
+    phase(awq ? "forward" : "quantize");
     auto bw = load_block(st, cfg, layer);
     if (!bw) return make_error(model_dir, ": layer ", layer, ": ", bw.error().message);
     BlockWeights& b = *bw;
@@ -166,10 +425,11 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
         return n != "q_proj" && n != "k_proj" &&
                !not_converted(opt.modules_to_not_convert, linear_prefix(layer, n));
       };
-      for (int c0 = 0; c0 < NB; c0 += opt.chunk_blocks) {
-        const int nb = std::min(opt.chunk_blocks, NB - c0);
+      for (int c0 = 0; c0 < NB; c0 += chunk) {
+        const int nb = std::min(chunk, NB - c0);
         BlockRecord cr;
         block_forward(cfg, b, rope, x.data() + (size_t)c0 * T * H, nb, T, &cr);
+        report_phase_fraction((double)(c0 + nb) / NB);
         m_attn.add(cr.attn_in, H);
         m_o.add(cr.o_in, cfg.n_heads * cfg.head_dim);
         m_mlp.add(cr.mlp_in, H);
@@ -196,6 +456,8 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
         AWQ_TRY(check_cancel(opt));
       }
       const int64_t n_tok = (int64_t)n_search * T;
+      // The compared module's forward, one calibration block (T rows) per call, so a cancel is
+      // seen between calls (one 1.5B MLP over 16 blocks is minutes of work).
       // 2. scale search for every group, from the original weights; then apply all.
       struct Found {
         const ScaleGroup* g;
@@ -225,21 +487,27 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
         if (g.compare == ScaleGroup::Compare::Attention) {
           run = [&](std::vector<float>& y) {
             y.resize((size_t)n_tok * H);
-            attention_forward(cfg, b, rope, xin.data(), n_search, T, y.data());
+            for (int sb = 0; sb < n_search && !cancelled(opt); ++sb)
+              attention_forward(cfg, b, rope, xin.data() + (size_t)sb * T * H, 1, T,
+                                y.data() + (size_t)sb * T * H);
           };
         } else if (g.compare == ScaleGroup::Compare::Mlp) {
           run = [&](std::vector<float>& y) {
             y.resize((size_t)n_tok * H);
-            mlp_forward(cfg, b, xin.data(), n_tok, y.data());
+            for (int sb = 0; sb < n_search && !cancelled(opt); ++sb)
+              mlp_forward(cfg, b, xin.data() + (size_t)sb * T * H, T, y.data() + (size_t)sb * T * H);
           };
         } else {
           Linear* l = ls[0];
           run = [&, l](std::vector<float>& y) {
             y.resize((size_t)n_tok * l->out);
-            linear_forward(*l, xin.data(), n_tok, y.data());
+            for (int sb = 0; sb < n_search && !cancelled(opt); ++sb)
+              linear_forward(*l, xin.data() + (size_t)sb * T * l->in, T,
+                             y.data() + (size_t)sb * T * l->out);
           };
         }
         const std::string name = "layer " + std::to_string(layer) + " " + join(g.linears);
+        phase("grid " + join(g.linears));
         PrepareFn prep;
         if (opt.clip_aware_search && clip_gram) {
           const GramLoss* gm = &gram_of(in);
@@ -302,7 +570,11 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
       }
       // 3. clipping
       if (opt.search.clip) {
+        phase("clip");
+        int n_done = 0;
         for (const auto& n : block_linear_names()) {
+          report_phase_fraction((double)n_done++ / (double)block_linear_names().size());
+          AWQ_TRY(check_cancel(opt));
           if (!clipped(n)) continue;
           const Input in = input_of(n);
           const std::vector<float>& s = in_scale[(int)in];
@@ -314,24 +586,26 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
           rep.clips.push_back({layer, n, cr.err_before, cr.err_after});
         }
       }
+      AWQ_TRY(check_cancel(opt));
+      phase("write");
     }
     // 4. quantize and write the block
     const std::string lp = "model.layers." + std::to_string(layer) + ".";
-    AWQ_TRY(writer.add_fp16(lp + "input_layernorm.weight", {H}, b.attn_norm.data()));
-    AWQ_TRY(writer.add_fp16(lp + "post_attention_layernorm.weight", {H}, b.mlp_norm.data()));
+    AWQ_TRY(add_fp16(lp + "input_layernorm.weight", {H}, b.attn_norm.data()));
+    AWQ_TRY(add_fp16(lp + "post_attention_layernorm.weight", {H}, b.mlp_norm.data()));
     for (const auto& n : block_linear_names()) {
       const Linear& l = b.linear(n);
       const std::string prefix = linear_prefix(layer, n);
       rep.params_total += (double)l.in * l.out;
       if (not_converted(opt.modules_to_not_convert, prefix)) {
-        AWQ_TRY(writer.add_fp16(prefix + ".weight", {l.out, l.in}, l.weight.data()));
-        if (!l.bias.empty()) AWQ_TRY(writer.add_fp16(prefix + ".bias", {l.out}, l.bias.data()));
+        AWQ_TRY(add_fp16(prefix + ".weight", {l.out, l.in}, l.weight.data()));
+        if (!l.bias.empty()) AWQ_TRY(add_fp16(prefix + ".bias", {l.out}, l.bias.data()));
         continue;
       }
       rep.params_quantized += (double)l.in * l.out;
       auto ql = quantize_linear(l.weight.data(), l.out, l.in, qc);
       if (!ql) return make_error(prefix, ": ", ql.error().message);
-      AWQ_TRY(writer.add_quantized(prefix, *ql, l.bias.empty() ? nullptr : l.bias.data()));
+      AWQ_TRY(add_quantized(prefix, std::move(*ql), l.bias.empty() ? nullptr : l.bias.data()));
       if (layer == 0) {  // every block has the same shapes: check vLLM loadability once
         const bool row_parallel = n == "o_proj" || n == "down_proj";
         for (auto& w : vllm_tp_warnings(prefix, l.in, l.out, qc, row_parallel)) {
@@ -340,10 +614,36 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
         }
       }
     }
-    if (opt.progress) prog.update(layer + 1);
+    if (keep_state) {  // the block is complete: save it for --resume
+      nlohmann::json& j = recorded.report;
+      j["groups"] = nlohmann::json::array();
+      j["clips"] = nlohmann::json::array();
+      for (size_t i = n_groups_before; i < rep.groups.size(); ++i) {
+        const GroupReport& g = rep.groups[i];
+        j["groups"].push_back({{"layer", g.layer}, {"group", g.group}, {"best_index", g.best_index},
+                               {"loss_best", g.loss_best}, {"loss_identity", g.loss_identity},
+                               {"fallback", g.fallback}});
+      }
+      for (size_t i = n_clips_before; i < rep.clips.size(); ++i) {
+        const ClipReport& c = rep.clips[i];
+        j["clips"].push_back({{"layer", c.layer}, {"linear", c.linear},
+                              {"err_before", c.err_before}, {"err_after", c.err_after}});
+      }
+      j["warnings"] = std::vector<std::string>(rep.warnings.begin() + n_warn_before, rep.warnings.end());
+      j["params_total"] = rep.params_total - params_total_before;
+      j["params_quantized"] = rep.params_quantized - params_quantized_before;
+      j["marlin_fallbacks"] = marlin_fallbacks - marlin_before;
+      static const std::vector<float> none;
+      AWQ_TRY(check_cancel(opt));
+      AWQ_TRY(resume.save_block(layer, recorded, awq && layer + 1 < cfg.n_layers ? x : none,
+                                fingerprint));
+    }
+    if (!measured) {
+      phase("");  // closes the last phase's timing
+      measured = true;
+    }
     if (opt.on_progress) opt.on_progress(layer + 1, cfg.n_layers);
   }
-  if (opt.progress) prog.finish();
   if (marlin_fallbacks > 0)
     rep.warnings.push_back(std::to_string(marlin_fallbacks) +
                            " (layer, tensor-parallel size) combinations do not meet vLLM's "
@@ -359,9 +659,22 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
     }
   }
   AWQ_TRY(writer.finish(src_files_dir, cfg.json_text, opt.modules_to_not_convert));
+  prog.finish();
+  if (keep_state || opt.resume) resume.remove();
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   rep.gemm_flop = (double)(flops_done() - flops_start);
   return rep;
+}
+
+// An interrupted run that saved blocks says how to continue it.
+Expected<QuantizeReport> with_resume_hint(Expected<QuantizeReport> r, const std::string& out_dir) {
+  if (r.ok() || r.error().message.find("interrupted") == std::string::npos) return r;
+  std::string out_norm = fs::path(out_dir).lexically_normal().string();
+  while (out_norm.size() > 1 && out_norm.back() == '/') out_norm.pop_back();
+  ResumeState rs(out_norm + ".resume");
+  if (!rs.exists()) return r;
+  return make_error(r.error().message, "; no output written; the completed blocks are saved in ",
+                    rs.dir(), ": rerun with the same arguments and --resume to continue");
 }
 
 }  // namespace
@@ -377,13 +690,17 @@ Expected<QuantizeReport> quantize_model(const std::string& model, const std::str
             .string();
     ConvertOptions co;
     co.progress = false;
-    AWQ_TRY(convert_gguf_to_hf(model, tmp, co));
-    auto r = quantize_hf(tmp, tmp, out_dir, opt);
+    Status cs = convert_gguf_to_hf(model, tmp, co);
     std::error_code ec;
+    if (!cs.ok()) {
+      fs::remove_all(tmp, ec);
+      return cs.error();
+    }
+    auto r = with_resume_hint(quantize_hf(tmp, tmp, out_dir, model, opt), out_dir);
     fs::remove_all(tmp, ec);
     return r;
   }
-  return quantize_hf(model, model, out_dir, opt);
+  return with_resume_hint(quantize_hf(model, model, out_dir, model, opt), out_dir);
 }
 
 }  // namespace awq

@@ -36,8 +36,15 @@ struct QuantizeOptions {
   bool overwrite = false;
   bool progress = true;
   size_t max_shard_bytes = size_t(2) << 30;
-  const std::atomic<bool>* cancel = nullptr;  // set by a SIGINT handler
-  // Called (on the quantizing thread) after each decoder block: (blocks done, blocks total).
+  // Resume (quant/resume.h): after every block, save the state in OUT_DIR.resume (default);
+  // resume: continue from that state when present (refused when an option or the input
+  // differs). A successful run removes the state.
+  bool resume_state = true;
+  bool resume = false;
+  // Cancellation: core/cancel.h's flag (SIGINT/SIGTERM) is always polled; this one too.
+  const std::atomic<bool>* cancel = nullptr;
+  // Called (on the quantizing thread) before the first block and after each decoder block:
+  // (blocks done, blocks total). Used by the Python binding's progress callback.
   std::function<void(int64_t, int64_t)> on_progress;
 };
 
