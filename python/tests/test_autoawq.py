@@ -29,25 +29,23 @@ def test_autoawq_api_without_transformers(tiny_model, tmp_path):
     model = AutoAWQForCausalLM.from_pretrained(tiny_model, low_cpu_mem_usage=True, use_cache=False)
     model.quantize(None, quant_config={"zero_point": True, "q_group_size": 64, "w_bit": 4,
                                        "version": "GEMM"},
-                   max_calib_samples=8, max_calib_seq_len=64, duo_scaling=False, apply_clip=False,
+                   max_calib_samples=8, duo_scaling=False, apply_clip=False,
                    n_parallel_calib_samples=2)
     model.save_quantized(tmp_path / "py")
-    run_awq("quantize", tiny_model, tmp_path / "cli", "--group-size", "64", "--n-samples", "8",
-            "--seqlen", "64", "--no-duo-scaling", "--no-clip")
+    run_awq("quantize", tiny_model, tmp_path / "cli", "--group-size", "64", "--n-samples", "8", "--no-duo-scaling", "--no-clip")
     assert files_of(tmp_path / "py") == files_of(tmp_path / "cli")
     # calib_data as a list of strings; modules_to_not_convert in quant_config
-    texts = ["A first calibration paragraph about apples and pears. " * 20,
-             "Second one: numbers 1 2 3 4 5 6 7 8 9 10 and more words here. " * 20]
+    texts = [f"Calibration sentence {i} about apples, pears and plums in the garden." for i in range(24)]
     m2 = AutoAWQForCausalLM.from_pretrained(tiny_model)
     m2.quantize(None, {"zero_point": True, "q_group_size": 64, "w_bit": 4, "version": "GEMM",
                        "modules_to_not_convert": ["down_proj"]},
-                calib_data=texts, max_calib_samples=4, max_calib_seq_len=32)
+                calib_data=texts, max_calib_samples=24, max_calib_seq_len=512)
     m2.save_quantized(tmp_path / "py2")
     calib = tmp_path / "c.jsonl"
     import json
     calib.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
-    run_awq("quantize", tiny_model, tmp_path / "cli2", "--group-size", "64", "--n-samples", "4",
-            "--seqlen", "32", "--calib", calib, "--modules-to-not-convert", "down_proj")
+    run_awq("quantize", tiny_model, tmp_path / "cli2", "--group-size", "64", "--n-samples", "24",
+            "--seqlen", "512", "--calib", calib, "--modules-to-not-convert", "down_proj")
     assert files_of(tmp_path / "py2") == files_of(tmp_path / "cli2")
     # from_quantized runs the checkpoint on the engine: token ids in, ids out
     q = AutoAWQForCausalLM.from_quantized(str(tmp_path / "py"))

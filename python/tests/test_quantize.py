@@ -11,7 +11,7 @@ import pytest
 import awq_cpp
 from conftest import REPO, files_of, make_synthetic, run_awq
 
-FAST = ["--n-samples", "8", "--seqlen", "64"]
+FAST = ["--n-samples", "8"]
 
 
 def _same_checkpoint(a, b):
@@ -26,10 +26,10 @@ def _same_checkpoint(a, b):
 
 @pytest.mark.parametrize("py_opts,cli_opts", [
     (dict(method="rtn", group_size=64), ["--method", "rtn", "--group-size", "64"]),
-    (dict(group_size=128, n_samples=8, seqlen=64), ["--group-size", "128"] + FAST),
-    (dict(group_size=64, n_samples=8, seqlen=64, clip=False, duo_scaling=False, zero_point=True),
+    (dict(group_size=128, n_samples=8), ["--group-size", "128"] + FAST),
+    (dict(group_size=64, n_samples=8, clip=False, duo_scaling=False, zero_point=True),
      ["--group-size", "64", "--no-clip", "--no-duo-scaling"] + FAST),
-    (dict(group_size=64, n_samples=8, seqlen=64, clip="sampled", search_blocks=0,
+    (dict(group_size=64, n_samples=8, clip="sampled", search_blocks=0,
           gram_loss=False, modules_to_not_convert=["down_proj"]),
      ["--group-size", "64", "--clip", "sampled", "--search-blocks", "0", "--no-gram-loss",
       "--modules-to-not-convert", "down_proj"] + FAST),
@@ -46,14 +46,12 @@ def test_calib_list_matches_cli_jsonl(tiny_model, tmp_path):
     jsonl = tmp_path / "c.jsonl"
     jsonl.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     run_awq("quantize", tiny_model, tmp_path / "cli", "--group-size", "64", "--calib", jsonl, *FAST)
-    awq_cpp.quantize(tiny_model, tmp_path / "py", group_size=64, calib=texts, n_samples=8,
-                     seqlen=64, progress=False)
+    awq_cpp.quantize(tiny_model, tmp_path / "py", group_size=64, calib=texts, n_samples=8, progress=False)
     _same_checkpoint(tmp_path / "cli", tmp_path / "py")
     # a path works too, and the default corpus gives a different checkpoint than this one
-    awq_cpp.quantize(tiny_model, tmp_path / "py2", group_size=64, calib=str(jsonl), n_samples=8,
-                     seqlen=64, progress=False)
+    awq_cpp.quantize(tiny_model, tmp_path / "py2", group_size=64, calib=str(jsonl), n_samples=8, progress=False)
     _same_checkpoint(tmp_path / "cli", tmp_path / "py2")
-    awq_cpp.quantize(tiny_model, tmp_path / "dflt", group_size=64, n_samples=8, seqlen=64,
+    awq_cpp.quantize(tiny_model, tmp_path / "dflt", group_size=64, n_samples=8,
                      progress=False)
     assert files_of(tmp_path / "dflt") != files_of(tmp_path / "cli")
 
@@ -67,18 +65,19 @@ def test_progress_callback(tiny_model, tmp_path):
 
 
 def test_report_file(tiny_model, tmp_path):
-    awq_cpp.quantize(tiny_model, tmp_path / "o", group_size=64, n_samples=8, seqlen=64,
+    awq_cpp.quantize(tiny_model, tmp_path / "o", group_size=64, n_samples=8,
                      progress=False, report=tmp_path / "r.json")
     run_awq("quantize", tiny_model, tmp_path / "c", "--group-size", "64", "--report",
             tmp_path / "rc.json", *FAST)
     py, cli = json.load(open(tmp_path / "r.json")), json.load(open(tmp_path / "rc.json"))
-    assert py["groups"] == cli["groups"] and py["clips"] == cli["clips"]
+    assert [g["best_index"] for g in py["groups"]] == [g["best_index"] for g in cli["groups"]]
+    assert [g["loss_best"] for g in py["groups"]] == pytest.approx([g["loss_best"] for g in cli["groups"]], rel=1e-6)
 
 
 def _cli_error(*args):
     r = run_awq(*args, check=False)
     assert r.returncode == 1
-    return r.stderr.strip().removeprefix("error: ")
+    return r.stderr.strip().splitlines()[-1].removeprefix("error: ")
 
 
 def test_bad_arguments(tiny_model, tmp_path):
@@ -117,11 +116,11 @@ def test_sigint_raises_keyboard_interrupt_and_leaves_nothing(tmp_path):
     child = textwrap.dedent(f"""
         import os, sys, awq_cpp
         def progress(done, total):
-            if done == 1:
+            if done >= 1:
                 print("block-done", flush=True)
         try:
             awq_cpp.quantize({str(model)!r}, {str(out)!r}, group_size=128, n_samples=32,
-                             seqlen=256, threads=1, progress=progress)
+                             seqlen=512, threads=1, progress=progress)
         except KeyboardInterrupt:
             print("KeyboardInterrupt", flush=True)
             sys.exit(3)
