@@ -7,11 +7,11 @@ GGUF := $(MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf
 FP_DIR := $(MODELS)/smollm2-fp32
 APT_PKGS := cmake g++ make pkg-config nlohmann-json3-dev libcli11-dev libpcre2-dev \
             libopenblas-openmp-dev libgtest-dev libgmock-dev libbenchmark-dev python3-pip time ccache \
-            libcpp-httplib-dev chromium chromium-driver
+            libcpp-httplib-dev chromium chromium-driver python3-dev python3-venv
 PY_PKGS := numpy safetensors openai selenium
 
 
-.PHONY: py-ref test-formats check-autoawq check-gemma3
+.PHONY: py-ref test-formats check-autoawq check-gemma3 python python-test
 .PHONY: all deps build test test-fast sanitize demo model gemma3-model fp-model bench fuzz cuda clean
 
 all: build
@@ -134,6 +134,28 @@ test: build fp-model $(RTN_DIR)/config.json py-ref $(CT_LOGITS)
 	OMP_WAIT_POLICY=passive \
 	  ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
 	$(MAKE) --no-print-directory test-formats
+	$(MAKE) --no-print-directory python-test
+
+# The Python package (python/, pyproject.toml): built by scikit-build-core into build-py/ and
+# installed into a venv there (system site-packages visible), so worktrees never share an install.
+PYVENV := build-py/venv
+PY_BUILD_PKGS := scikit-build-core nanobind pytest tqdm
+$(PYVENV)/bin/python:
+	python3 -m venv --system-site-packages $(PYVENV)
+python: deps $(PYVENV)/bin/python
+	@$(PYVENV)/bin/python -c "import scikit_build_core, nanobind, pytest, tqdm" 2>/dev/null || \
+	  $(PYVENV)/bin/python -m pip install -q $(PY_BUILD_PKGS)
+	CMAKE_BUILD_PARALLEL_LEVEL=$(JOBS) CMAKE_ARGS="$(LAUNCHER)" \
+	  $(PYVENV)/bin/python -m pip install -q --no-build-isolation --no-deps .
+
+# pytest over python/tests (exit code 5 = no tests collected counts as a failure: the suite
+# must run). The SmolLM2 tests skip without the model variables (`make test` sets them).
+python-test: build python
+	AWQ_BIN=$(abspath $(BUILD)/awq) AWQ_SMOLLM2_DIR=$(abspath $(FP_DIR)) \
+	AWQ_SMOLLM2_AWQ_DIR=$(abspath $(RTN_DIR)) AWQ_SMOLLM2_GGUF=$(abspath $(GGUF)) \
+	OMP_WAIT_POLICY=passive \
+	  $(PYVENV)/bin/python -m pytest -q python/tests; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; fi; exit $$rc
 
 # Unit tests under ASan + UBSan. The signal/SIGKILL tests of a quantize child process
 # (QuantizeCancel, QuantizeResume) check the child's exit code, which LeakSanitizer's exit report

@@ -431,6 +431,7 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
     prog.begin_phase("block " + std::to_string(cur_layer + 1) + "/" + std::to_string(cfg.n_layers) +
                          " " + what, w);
   };
+  if (opt.on_progress) opt.on_progress(start_layer, cfg.n_layers);
   for (int layer = start_layer; layer < cfg.n_layers; ++layer) {
     AWQ_TRY(check_cancel(opt));
     cur_layer = layer;
@@ -885,6 +886,7 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
       phase("");  // closes the last phase's timing
       measured = true;
     }
+    if (opt.on_progress) opt.on_progress(layer + 1, cfg.n_layers);
   }
   if (marlin_fallbacks > 0)
     rep.warnings.push_back(std::to_string(marlin_fallbacks) +

@@ -2,6 +2,8 @@
 // decoder block plus the calibration activations.
 #pragma once
 #include <atomic>
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -45,6 +47,9 @@ struct QuantizeOptions {
   bool resume = false;
   // Cancellation: core/cancel.h's flag (SIGINT/SIGTERM) is always polled; this one too.
   const std::atomic<bool>* cancel = nullptr;
+  // Called (on the quantizing thread) before the first block and after each decoder block:
+  // (blocks done, blocks total). Used by the Python binding's progress callback.
+  std::function<void(int64_t, int64_t)> on_progress;
 };
 
 struct GroupReport {

@@ -1,0 +1,23 @@
+"""The `awq` console entry point: runs the `awq` binary installed inside this package."""
+import os
+import sys
+
+
+def binary_path():
+    """Path of the bundled `awq` binary (awq_cpp/bin/awq)."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "bin", "awq")
+
+
+def main():
+    exe = binary_path()
+    if not os.access(exe, os.X_OK):
+        sys.stderr.write(f"error: the awq binary is missing from the package ({exe}); "
+                         "reinstall awq-cpp\n")
+        return 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(exe, [exe] + sys.argv[1:])  # replaces this process: exit code and signals are awq's
+
+
+if __name__ == "__main__":
+    sys.exit(main())
