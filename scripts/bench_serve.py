@@ -117,7 +117,7 @@ def stream_request(host, port, model, prompt, max_tokens, timeout=600):
         return None, [], 0, repr(e)
 
 
-def run_level(host, port, model, prompts, conc, max_tokens, requests_per_client):
+def run_level(host, port, model, prompts, conc, max_tokens, requests_per_client, tag=None):
     results, lock = [], threading.Lock()
     counter = [0]
 
@@ -126,7 +126,10 @@ def run_level(host, port, model, prompts, conc, max_tokens, requests_per_client)
             with lock:
                 k = counter[0]
                 counter[0] += 1
-            res = stream_request(host, port, model, prompts[k % len(prompts)], max_tokens)
+            prompt = prompts[k % len(prompts)]
+            if tag is not None:  # a unique first line: no two requests share a cached prefix
+                prompt = f"Request {tag}-{k}.\n{prompt}"
+            res = stream_request(host, port, model, prompt, max_tokens)
             with lock:
                 results.append(res)
 
@@ -176,7 +179,8 @@ def bench_server(name, cmd, host, port, model, prompts, args):
         stream_request(host, port, model, prompts[0], 8)
         for conc in args.levels:
             per_client = max(1, args.requests // conc) if args.requests else 2
-            row = run_level(host, port, model, prompts, conc, args.max_tokens, per_client)
+            tag = None if args.shared_prompts else f"{conc}"
+            row = run_level(host, port, model, prompts, conc, args.max_tokens, per_client, tag)
             row["server"] = name
             rows.append(row)
             print(f"{name:10s} C={conc:3d} req={row['requests']:4d} {row['tok_per_s']:8.1f} tok/s  "
@@ -217,6 +221,9 @@ def main():
     ap.add_argument("--requests", type=int, default=64,
                     help="requests per level (split over the clients; at least one per client)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--shared-prompts", action="store_true",
+                    help="send the same paragraphs at every level (later levels and repeats then hit "
+                         "the servers' prompt caches); default: each request starts with its own line")
     ap.add_argument("--ctx", type=int, default=1024, help="tokens per sequence")
     ap.add_argument("--rss-streams", type=int, default=0, help="also measure peak RSS at N streams")
     ap.add_argument("--rss-tokens", type=int, default=768)

@@ -24,6 +24,7 @@ struct ServeArgs {
   int http_threads = 0;
   double kv_cache_mb = 1024, max_body_mb = 4, drain_seconds = 5;
   bool no_w4 = false, no_prefix_cache = false, no_batch_invariant = false;
+  std::string kv_dtype = "f32";
 };
 
 int run_serve(const ServeArgs& a) {
@@ -59,7 +60,8 @@ int run_serve(const ServeArgs& a) {
   if (!defaults) return fail(defaults.error());
   auto model = load_for_inference(a.model, a.no_w4);
   if (!model) return fail(model.error());
-  const size_t block_bytes = kv_block_bytes(model->cfg);
+  const bool kv_f16 = a.kv_dtype == "f16";
+  const size_t block_bytes = kv_block_bytes(model->cfg, kv_f16);
   const int64_t kv_blocks = (int64_t)(a.kv_cache_mb * 1024 * 1024 / (double)block_bytes);
   if (kv_blocks < KvPool::blocks_for(a.ctx))
     return fail("--kv-cache-mb " + std::to_string(a.kv_cache_mb) + " holds " + std::to_string(kv_blocks) +
@@ -73,7 +75,8 @@ int run_serve(const ServeArgs& a) {
                                      .n_slots = a.parallel,
                                      .kv_blocks = (int)kv_blocks,
                                      .prefix_cache = !a.no_prefix_cache,
-                                     .batch_invariant = !a.no_batch_invariant});
+                                     .batch_invariant = !a.no_batch_invariant,
+                                     .kv_f16 = kv_f16});
   if (!eng) return fail(eng.error());
   EngineModel bm(*eng);
   SchedulerOptions so;
@@ -133,6 +136,9 @@ Register reg("serve", "OpenAI-compatible HTTP server with continuous batching", 
   sub.add_option("--parallel", a->parallel, "max sequences decoded together")->capture_default_str();
   sub.add_option("--ctx", a->ctx, "max tokens per sequence (prompt + generated)")->capture_default_str();
   sub.add_option("--kv-cache-mb", a->kv_cache_mb, "KV cache memory budget (MiB)")->capture_default_str();
+  sub.add_option("--kv-dtype", a->kv_dtype, "K/V storage: f32 (exact) or f16 (half the memory)")
+      ->check(CLI::IsMember({"f32", "f16"}))
+      ->capture_default_str();
   sub.add_option("--threads,-t", a->threads, "compute threads (0 = all)");
   sub.add_option("--api-key", a->api_key, "require 'Authorization: Bearer KEY' (or env AWQ_API_KEY)");
   sub.add_option("--max-queue", a->max_queue, "waiting sequences beyond which requests get 503")->capture_default_str();

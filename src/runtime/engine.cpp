@@ -6,8 +6,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "core/chunk_pool.h"
+#include "core/half.h"
 #include "kernels/q8_matmul.h"
 #include "kernels/vmath.h"
 #include "kernels/w4.h"
@@ -19,8 +21,9 @@
 
 namespace awq {
 
-size_t kv_block_bytes(const ModelConfig& cfg) {
-  return 2 * (size_t)cfg.n_layers * cfg.n_kv_heads * kBlockTokens * cfg.head_dim * sizeof(float);
+size_t kv_block_bytes(const ModelConfig& cfg, bool f16) {
+  return 2 * (size_t)cfg.n_layers * cfg.n_kv_heads * kBlockTokens * cfg.head_dim *
+         (f16 ? sizeof(uint16_t) : sizeof(float));
 }
 
 Expected<Engine> Engine::create(const Model& m, const EngineOptions& opt) {
@@ -35,7 +38,7 @@ Expected<Engine> Engine::create(const Model& m, const EngineOptions& opt) {
   if (opt.kv_blocks < 0) return make_error("engine: kv_blocks must be >= 0, got ", opt.kv_blocks);
   const int64_t n_blocks =
       opt.kv_blocks ? opt.kv_blocks : (int64_t)opt.n_slots * KvPool::blocks_for(opt.max_ctx);
-  const double gib = (double)n_blocks * kv_block_bytes(m.cfg) / (1 << 30);
+  const double gib = (double)n_blocks * kv_block_bytes(m.cfg, opt.kv_f16) / (1 << 30);
   if (gib > 64 || n_blocks > (1 << 30))
     return make_error("engine: KV cache of ", n_blocks, " blocks (", opt.n_slots, " slots x ",
                       opt.max_ctx, " tokens) would need ", gib,
@@ -48,9 +51,15 @@ Expected<Engine> Engine::create(const Model& m, const EngineOptions& opt) {
   e.head_dim_ = m.cfg.head_dim;
   e.batch_invariant_ = opt.batch_invariant;
   e.pool_ = KvPool((int)n_blocks, opt.n_slots, opt.prefix_cache);
-  const size_t n = (size_t)n_blocks * kv_block_bytes(m.cfg) / (2 * sizeof(float));
-  e.k_.assign(n, 0.0f);
-  e.v_.assign(n, 0.0f);
+  e.kv_f16_ = opt.kv_f16;
+  const size_t n = (size_t)n_blocks * kv_block_bytes(m.cfg, false) / (2 * sizeof(float));
+  if (opt.kv_f16) {
+    e.k16_.assign(n, 0);
+    e.v16_.assign(n, 0);
+  } else {
+    e.k_.assign(n, 0.0f);
+    e.v_.assign(n, 0.0f);
+  }
   e.rope_.build(m.cfg, opt.max_ctx);
   return e;
 }
@@ -58,8 +67,13 @@ Expected<Engine> Engine::create(const Model& m, const EngineOptions& opt) {
 void Engine::truncate(int slot, int n) {
   const size_t per_block = (size_t)n_layers_ * n_kv_heads_ * kBlockTokens * head_dim_;
   pool_.truncate(slot, n, [&](int src, int dst) {
-    std::memcpy(k_.data() + kv_offset(dst, 0, 0), k_.data() + kv_offset(src, 0, 0), per_block * sizeof(float));
-    std::memcpy(v_.data() + kv_offset(dst, 0, 0), v_.data() + kv_offset(src, 0, 0), per_block * sizeof(float));
+    if (kv_f16_) {
+      std::memcpy(k16_.data() + kv_offset(dst, 0, 0), k16_.data() + kv_offset(src, 0, 0), per_block * sizeof(uint16_t));
+      std::memcpy(v16_.data() + kv_offset(dst, 0, 0), v16_.data() + kv_offset(src, 0, 0), per_block * sizeof(uint16_t));
+    } else {
+      std::memcpy(k_.data() + kv_offset(dst, 0, 0), k_.data() + kv_offset(src, 0, 0), per_block * sizeof(float));
+      std::memcpy(v_.data() + kv_offset(dst, 0, 0), v_.data() + kv_offset(src, 0, 0), per_block * sizeof(float));
+    }
   });
 }
 
@@ -68,8 +82,9 @@ namespace {
 // Cached keys/values of one (layer, slot, kv head): row j of keys is
 // k + table[j / kBlockTokens] * block_stride + (j % kBlockTokens) * hd (values likewise), or
 // k + j * hd when table is null (rows gathered into a contiguous buffer).
-struct KvRows {
-  const float *k, *v;
+template <typename T>  // float, or uint16_t (fp16 bits)
+struct KvRowsT {
+  const T *k, *v;
   const int* table;     // the slot's block table, or null
   size_t block_stride;  // floats between consecutive pool blocks
   int hd;
@@ -78,25 +93,35 @@ struct KvRows {
                  : (size_t)j * hd;
   }
 };
+using KvRows = KvRowsT<float>;
+
+inline float kv_val(float x) { return x; }
+inline float kv_val(uint16_t h) { return fp16_to_f32(h); }
 
 #ifdef AWQ_ATTN_AVX2
 // Row-wise (decode) attention on AVX2 + FMA for head_dim % 8 == 0. Each key's dot product is one
 // FMA chain over the head dimension and one fixed lane reduction (8 keys per reduction; the last
 // group is padded with repeats of its last key), so a score depends only on q and that key, not
 // on how many rows or keys are around it.
-__attribute__((target("avx2,fma"))) void qk_row_avx2(const float* q, const KvRows& kv, int lo,
+__attribute__((target("avx2,fma,f16c"))) inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+__attribute__((target("avx2,fma,f16c"))) inline __m256 load8(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+template <typename T>
+__attribute__((target("avx2,fma,f16c"))) void qk_row_avx2(const float* q, const KvRowsT<T>& kv, int lo,
                                                       int n, float scale, float* sr) {
   const int hd = kv.hd;
   const __m256 sc = _mm256_set1_ps(scale);
   for (int j = lo; j < n; j += 8) {
-    const float* kp[8];
-    for (int u = 0; u < 8; ++u) kp[u] = kv.k + kv.off(j + u < n ? j + u : n - 1);
+    const T* kp8[8];
+    for (int u = 0; u < 8; ++u) kp8[u] = kv.k + kv.off(j + u < n ? j + u : n - 1);
     __m256 a[8];
     for (int u = 0; u < 8; ++u) a[u] = _mm256_setzero_ps();
     for (int e = 0; e < hd; e += 8) {
       const __m256 qv = _mm256_loadu_ps(q + e);
 #pragma GCC unroll 8
-      for (int u = 0; u < 8; ++u) a[u] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kp[u] + e), a[u]);
+      for (int u = 0; u < 8; ++u) a[u] = _mm256_fmadd_ps(qv, load8(kp8[u] + e), a[u]);
     }
     const __m256 b0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
     const __m256 b1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
@@ -109,24 +134,25 @@ __attribute__((target("avx2,fma"))) void qk_row_avx2(const float* q, const KvRow
 }
 
 // o[0, hd) = sum_{j in [lo, n)} p_j v_j, keys in order, NV * 8 dims per pass (registers).
-template <int NV>
-__attribute__((target("avx2,fma"))) void pv_row_avx2(const float* sr, const KvRows& kv, int lo,
+template <int NV, typename T>
+__attribute__((target("avx2,fma,f16c"))) void pv_row_avx2(const float* sr, const KvRowsT<T>& kv, int lo,
                                                       int n, float* o) {
   for (int c = 0; c < kv.hd; c += 8 * NV) {
     __m256 acc[NV];
     for (int i = 0; i < NV; ++i) acc[i] = _mm256_setzero_ps();
     for (int j = lo; j < n; ++j) {
       const __m256 p = _mm256_broadcast_ss(sr + j);
-      const float* vj = kv.v + kv.off(j) + c;
+      const T* vj = kv.v + kv.off(j) + c;
 #pragma GCC unroll 8
-      for (int i = 0; i < NV; ++i) acc[i] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 8 * i), acc[i]);
+      for (int i = 0; i < NV; ++i) acc[i] = _mm256_fmadd_ps(p, load8(vj + 8 * i), acc[i]);
     }
     for (int i = 0; i < NV; ++i) _mm256_storeu_ps(o + c + 8 * i, acc[i]);
   }
 }
 
 bool attn_avx2_ok(int hd) {
-  static const bool cpu = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool cpu = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                          __builtin_cpu_supports("f16c");
   return cpu && hd % 8 == 0;
 }
 #endif
@@ -135,17 +161,21 @@ bool attn_avx2_ok(int hd) {
 // q rows have stride q_stride; query i sits at position p0 + i and sees keys [0, p0 + i].
 // gemm (BLAS over all rows at once) needs contiguous kv (kv.table null). out rows have stride
 // q_stride. window > 0: query i sees only keys (p0 + i - window, p0 + i] (sliding-window layers).
+// gemm only with T = float (the caller gathers fp16 rows into fp32 first).
+template <typename T>
 void cached_attention_head(const ModelConfig& cfg, int window, const float* q, int q_stride,
-                           int rows, int p0, const KvRows& kv, float scale, float* out,
+                           int rows, int p0, const KvRowsT<T>& kv, float scale, float* out,
                            std::vector<float>& scores, bool gemm) {
   const int S = p0 + rows;  // keys visible to the last row
   const int hd = kv.hd;
-  const float *kc = kv.k, *vc = kv.v;
+  const T *kc = kv.k, *vc = kv.v;
   scores.resize((size_t)rows * S);
-  if (gemm) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, S, hd, scale, q, q_stride, kc, hd,
-                0.0f, scores.data(), S);
-  } else {
+  if constexpr (std::is_same_v<T, float>) {
+    if (gemm)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, S, hd, scale, q, q_stride, kc, hd,
+                  0.0f, scores.data(), S);
+  }
+  if (!gemm) {
     for (int i = 0; i < rows; ++i) {
       const float* qi = q + (size_t)i * q_stride;
       float* sr = scores.data() + (size_t)i * S;
@@ -158,10 +188,10 @@ void cached_attention_head(const ModelConfig& cfg, int window, const float* q, i
       }
 #endif
       for (int j = lo; j < n_vis; ++j) {
-        const float* kj = kc + kv.off(j);
+        const T* kj = kc + kv.off(j);
         float d = 0.0f;
 #pragma omp simd reduction(+ : d)
-        for (int e = 0; e < hd; ++e) d += qi[e] * kj[e];
+        for (int e = 0; e < hd; ++e) d += qi[e] * kv_val(kj[e]);
         sr[j] = d * scale;
       }
     }
@@ -170,10 +200,12 @@ void cached_attention_head(const ModelConfig& cfg, int window, const float* q, i
     float* sr = scores.data() + (size_t)i * S;
     attention_softmax(cfg, window, sr, p0 + i, S);
   }
-  if (gemm) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, S, 1.0f, scores.data(), S, vc,
-                hd, 0.0f, out, q_stride);
-  } else {
+  if constexpr (std::is_same_v<T, float>) {
+    if (gemm)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, S, 1.0f, scores.data(), S,
+                  vc, hd, 0.0f, out, q_stride);
+  }
+  if (!gemm) {
     for (int i = 0; i < rows; ++i) {
       const float* sr = scores.data() + (size_t)i * S;
       float* o = out + (size_t)i * q_stride;
@@ -193,9 +225,9 @@ void cached_attention_head(const ModelConfig& cfg, int window, const float* q, i
       std::fill(o, o + hd, 0.0f);
       for (int j = lo; j < n_vis; ++j) {
         const float p = sr[j];
-        const float* vj = vc + kv.off(j);
+        const T* vj = vc + kv.off(j);
 #pragma omp simd
-        for (int e = 0; e < hd; ++e) o[e] += p * vj[e];
+        for (int e = 0; e < hd; ++e) o[e] += p * kv_val(vj[e]);
       }
     }
   }
@@ -294,8 +326,17 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
         const int p = pool_.len(slot) + i;
         for (int h = 0; h < nkv; ++h) {
           const size_t off = kv_offset(table[p / kBlockTokens], l, h) + (size_t)(p % kBlockTokens) * hd;
-          std::memcpy(k_.data() + off, k.data() + r * kvd + (size_t)h * hd, hd * sizeof(float));
-          std::memcpy(v_.data() + off, v.data() + r * kvd + (size_t)h * hd, hd * sizeof(float));
+          const float* kr = k.data() + r * kvd + (size_t)h * hd;
+          const float* vr = v.data() + r * kvd + (size_t)h * hd;
+          if (kv_f16_) {
+            for (int e = 0; e < hd; ++e) {
+              k16_[off + e] = f32_to_fp16(kr[e]);
+              v16_[off + e] = f32_to_fp16(vr[e]);
+            }
+          } else {
+            std::memcpy(k_.data() + off, kr, hd * sizeof(float));
+            std::memcpy(v_.data() + off, vr, hd * sizeof(float));
+          }
         }
       }
     }
@@ -310,23 +351,37 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
         const std::vector<int>& table = pool_.table(slot);
         const bool gemm = !batch_invariant_ && t.rows >= 8;
         const size_t base = kv_offset(0, l, t.kv_head);
-        KvRows kv{k_.data() + base, v_.data() + base, table.data(), kv_offset(1, 0, 0), hd};
+        const auto heads = [&](const auto& kv) {
+          for (int head = t.kv_head * group; head < (t.kv_head + 1) * group; ++head)
+            cached_attention_head(cfg, window, q.data() + r * qd + (size_t)head * hd, qd, t.rows, p0, kv,
+                                  scale, attn.data() + r * qd + (size_t)head * hd, scores, gemm);
+        };
         if (gemm) {
-          // BLAS wants contiguous rows: gather positions [0, S) from the slot's blocks. The
+          // BLAS wants contiguous fp32 rows: gather positions [0, S) from the slot's blocks. The
           // row-wise path (decode) reads the blocks in place instead.
           kc.resize((size_t)S * hd);
           vc.resize((size_t)S * hd);
           for (int p = 0; p < S; p += kBlockTokens) {
             const int n = std::min(kBlockTokens, S - p);
             const size_t off = kv_offset(table[p / kBlockTokens], l, t.kv_head);
-            std::memcpy(kc.data() + (size_t)p * hd, k_.data() + off, (size_t)n * hd * sizeof(float));
-            std::memcpy(vc.data() + (size_t)p * hd, v_.data() + off, (size_t)n * hd * sizeof(float));
+            float* kd = kc.data() + (size_t)p * hd;
+            float* vd = vc.data() + (size_t)p * hd;
+            if (kv_f16_) {
+              for (size_t e = 0; e < (size_t)n * hd; ++e) {
+                kd[e] = fp16_to_f32(k16_[off + e]);
+                vd[e] = fp16_to_f32(v16_[off + e]);
+              }
+            } else {
+              std::memcpy(kd, k_.data() + off, (size_t)n * hd * sizeof(float));
+              std::memcpy(vd, v_.data() + off, (size_t)n * hd * sizeof(float));
+            }
           }
-          kv = KvRows{kc.data(), vc.data(), nullptr, 0, hd};
+          heads(KvRows{kc.data(), vc.data(), nullptr, 0, hd});
+        } else if (kv_f16_) {
+          heads(KvRowsT<uint16_t>{k16_.data() + base, v16_.data() + base, table.data(), kv_offset(1, 0, 0), hd});
+        } else {
+          heads(KvRows{k_.data() + base, v_.data() + base, table.data(), kv_offset(1, 0, 0), hd});
         }
-        for (int head = t.kv_head * group; head < (t.kv_head + 1) * group; ++head)
-          cached_attention_head(cfg, window, q.data() + r * qd + (size_t)head * hd, qd, t.rows, p0, kv, scale,
-                                attn.data() + r * qd + (size_t)head * hd, scores, gemm);
       }
     };
     if (any_gemm) {  // BLAS inside: an OpenMP team (OpenBLAS then runs single-threaded in it)

@@ -29,10 +29,14 @@ struct EngineOptions {
   // most 16 rows. With w4_set_decode_max_m(INT_MAX) (W4 linears on the row-wise decode kernel
   // for any M) a sequence's tokens then do not depend on batching. Used by `awq serve`.
   bool batch_invariant = false;
+  // K/V stored as IEEE fp16 (round to nearest even), read back to fp32 in attention: half the
+  // bytes per block (so twice the tokens for one budget) and half the bytes attention streams
+  // per decode step. Off: fp32, what the references compute.
+  bool kv_f16 = false;
 };
 
 // Bytes of K/V storage one block of kBlockTokens positions takes for this model.
-size_t kv_block_bytes(const ModelConfig& cfg);
+size_t kv_block_bytes(const ModelConfig& cfg, bool f16 = false);
 
 // Tokens appended to one sequence slot in a forward step.
 struct SeqChunk {
@@ -74,7 +78,10 @@ class Engine {
   const KvPool& kv() const { return pool_; }
   KvStats kv_stats() const { return pool_.stats(); }
   bool kv_full() const { return kv_full_; }  // the last forward failed for lack of KV blocks
-  size_t kv_bytes() const { return (k_.size() + v_.size()) * sizeof(float); }
+  size_t kv_bytes() const {
+    return (k_.size() + v_.size()) * sizeof(float) + (k16_.size() + v16_.size()) * sizeof(uint16_t);
+  }
+  bool kv_f16() const { return kv_f16_; }
 
  private:
   size_t kv_offset(int block, int layer, int kv_head) const {
@@ -84,6 +91,8 @@ class Engine {
   int max_ctx_ = 0, n_layers_ = 0, n_kv_heads_ = 0, head_dim_ = 0;
   KvPool pool_;
   std::vector<float> k_, v_;  // [kv_blocks][n_layers][n_kv_heads][kBlockTokens][head_dim]
+  std::vector<uint16_t> k16_, v16_;  // the same layout in fp16 bits (kv_f16); one pair is empty
+  bool kv_f16_ = false;
   bool kv_full_ = false;
   bool batch_invariant_ = false;
   Rope rope_;               // tables for positions [0, max_ctx)
