@@ -52,7 +52,7 @@ Expected<Engine> Engine::create(const Model& m, const EngineOptions& opt) {
   e.batch_invariant_ = opt.batch_invariant;
   e.pool_ = KvPool((int)n_blocks, opt.n_slots, opt.prefix_cache);
   e.kv_f16_ = opt.kv_f16;
-  const size_t n = (size_t)n_blocks * kv_block_bytes(m.cfg, false) / (2 * sizeof(float));
+  const size_t n = e.kv_offset((int)n_blocks, 0, 0);  // elements of K (and of V)
   if (opt.kv_f16) {
     e.k16_.assign(n, 0);
     e.v16_.assign(n, 0);
@@ -67,13 +67,10 @@ Expected<Engine> Engine::create(const Model& m, const EngineOptions& opt) {
 void Engine::truncate(int slot, int n) {
   const size_t per_block = (size_t)n_layers_ * n_kv_heads_ * kBlockTokens * head_dim_;
   pool_.truncate(slot, n, [&](int src, int dst) {
-    if (kv_f16_) {
-      std::memcpy(k16_.data() + kv_offset(dst, 0, 0), k16_.data() + kv_offset(src, 0, 0), per_block * sizeof(uint16_t));
-      std::memcpy(v16_.data() + kv_offset(dst, 0, 0), v16_.data() + kv_offset(src, 0, 0), per_block * sizeof(uint16_t));
-    } else {
-      std::memcpy(k_.data() + kv_offset(dst, 0, 0), k_.data() + kv_offset(src, 0, 0), per_block * sizeof(float));
-      std::memcpy(v_.data() + kv_offset(dst, 0, 0), v_.data() + kv_offset(src, 0, 0), per_block * sizeof(float));
-    }
+    with_kv([&](auto* K, auto* V) {
+      std::memcpy(K + kv_offset(dst, 0, 0), K + kv_offset(src, 0, 0), per_block * sizeof(*K));
+      std::memcpy(V + kv_offset(dst, 0, 0), V + kv_offset(src, 0, 0), per_block * sizeof(*V));
+    });
   });
 }
 
@@ -97,6 +94,18 @@ using KvRows = KvRowsT<float>;
 
 inline float kv_val(float x) { return x; }
 inline float kv_val(uint16_t h) { return fp16_to_f32(h); }
+// n cache elements from / to fp32 rows.
+inline void kv_put(float* dst, const float* src, size_t n) { std::memcpy(dst, src, n * sizeof(float)); }
+inline void kv_put(uint16_t* dst, const float* src, size_t n) {
+  for (size_t e = 0; e < n; ++e) dst[e] = f32_to_fp16(src[e]);
+}
+template <typename T>
+void kv_get(float* dst, const T* src, size_t n) {
+  if constexpr (std::is_same_v<T, float>)
+    std::memcpy(dst, src, n * sizeof(float));
+  else
+    for (size_t e = 0; e < n; ++e) dst[e] = kv_val(src[e]);
+}
 
 #ifdef AWQ_ATTN_AVX2
 // Row-wise (decode) attention on AVX2 + FMA for head_dim % 8 == 0. Each key's dot product is one
@@ -326,17 +335,10 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
         const int p = pool_.len(slot) + i;
         for (int h = 0; h < nkv; ++h) {
           const size_t off = kv_offset(table[p / kBlockTokens], l, h) + (size_t)(p % kBlockTokens) * hd;
-          const float* kr = k.data() + r * kvd + (size_t)h * hd;
-          const float* vr = v.data() + r * kvd + (size_t)h * hd;
-          if (kv_f16_) {
-            for (int e = 0; e < hd; ++e) {
-              k16_[off + e] = f32_to_fp16(kr[e]);
-              v16_[off + e] = f32_to_fp16(vr[e]);
-            }
-          } else {
-            std::memcpy(k_.data() + off, kr, hd * sizeof(float));
-            std::memcpy(v_.data() + off, vr, hd * sizeof(float));
-          }
+          with_kv([&](auto* K, auto* V) {
+            kv_put(K + off, k.data() + r * kvd + (size_t)h * hd, hd);
+            kv_put(V + off, v.data() + r * kvd + (size_t)h * hd, hd);
+          });
         }
       }
     }
@@ -356,32 +358,24 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
             cached_attention_head(cfg, window, q.data() + r * qd + (size_t)head * hd, qd, t.rows, p0, kv,
                                   scale, attn.data() + r * qd + (size_t)head * hd, scores, gemm);
         };
-        if (gemm) {
-          // BLAS wants contiguous fp32 rows: gather positions [0, S) from the slot's blocks. The
-          // row-wise path (decode) reads the blocks in place instead.
-          kc.resize((size_t)S * hd);
-          vc.resize((size_t)S * hd);
-          for (int p = 0; p < S; p += kBlockTokens) {
-            const int n = std::min(kBlockTokens, S - p);
-            const size_t off = kv_offset(table[p / kBlockTokens], l, t.kv_head);
-            float* kd = kc.data() + (size_t)p * hd;
-            float* vd = vc.data() + (size_t)p * hd;
-            if (kv_f16_) {
-              for (size_t e = 0; e < (size_t)n * hd; ++e) {
-                kd[e] = fp16_to_f32(k16_[off + e]);
-                vd[e] = fp16_to_f32(v16_[off + e]);
-              }
-            } else {
-              std::memcpy(kd, k_.data() + off, (size_t)n * hd * sizeof(float));
-              std::memcpy(vd, v_.data() + off, (size_t)n * hd * sizeof(float));
+        with_kv([&](auto* K, auto* V) {
+          if (gemm) {
+            // BLAS wants contiguous fp32 rows: gather positions [0, S) from the slot's blocks.
+            // The row-wise path (decode) reads the blocks in place instead.
+            kc.resize((size_t)S * hd);
+            vc.resize((size_t)S * hd);
+            for (int p = 0; p < S; p += kBlockTokens) {
+              const size_t n = (size_t)std::min(kBlockTokens, S - p) * hd;
+              const size_t off = kv_offset(table[p / kBlockTokens], l, t.kv_head);
+              kv_get(kc.data() + (size_t)p * hd, K + off, n);
+              kv_get(vc.data() + (size_t)p * hd, V + off, n);
             }
+            heads(KvRows{kc.data(), vc.data(), nullptr, 0, hd});
+          } else {
+            using T = std::remove_const_t<std::remove_pointer_t<decltype(K)>>;
+            heads(KvRowsT<T>{K + base, V + base, table.data(), kv_offset(1, 0, 0), hd});
           }
-          heads(KvRows{kc.data(), vc.data(), nullptr, 0, hd});
-        } else if (kv_f16_) {
-          heads(KvRowsT<uint16_t>{k16_.data() + base, v16_.data() + base, table.data(), kv_offset(1, 0, 0), hd});
-        } else {
-          heads(KvRows{k_.data() + base, v_.data() + base, table.data(), kv_offset(1, 0, 0), hd});
-        }
+        });
       }
     };
     if (any_gemm) {  // BLAS inside: an OpenMP team (OpenBLAS then runs single-threaded in it)

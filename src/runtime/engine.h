@@ -81,9 +81,13 @@ class Engine {
   size_t kv_bytes() const {
     return (k_.size() + v_.size()) * sizeof(float) + (k16_.size() + v16_.size()) * sizeof(uint16_t);
   }
-  bool kv_f16() const { return kv_f16_; }
 
  private:
+  // f(K, V) with the cache's element pointers: float* (fp32) or uint16_t* (fp16 bits).
+  template <typename F>
+  decltype(auto) with_kv(F&& f) {
+    return kv_f16_ ? f(k16_.data(), v16_.data()) : f(k_.data(), v_.data());
+  }
   size_t kv_offset(int block, int layer, int kv_head) const {
     return (((size_t)block * n_layers_ + layer) * n_kv_heads_ + kv_head) * kBlockTokens * head_dim_;
   }
