@@ -19,11 +19,10 @@ namespace {
 struct BenchArgs {
   std::string model;
   std::vector<int> pp = {512}, tg = {128}, threads = {0}, batch = {1};
-  int reps = 3, membw_mib = 512;
+  int reps = 3, membw_mib = 512, depth = 8;
   bool json = false, membw = false, no_w4 = false, batch_invariant = false;
+  std::string kv_dtype = "f32";
 };
-
-constexpr int kTgPrompt = 8;  // tokens prefilled per sequence before a tg run
 
 std::vector<int32_t> bench_tokens(int n, int vocab, uint32_t seed) {
   std::vector<int32_t> t(n);
@@ -39,8 +38,10 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-Expected<double> run_pp(const Model& m, int n_tokens, bool bi) {
-  AWQ_ASSIGN(Engine eng, Engine::create(m, {.max_ctx = n_tokens, .n_slots = 1, .batch_invariant = bi}));
+Expected<double> run_pp(const Model& m, int n_tokens, const BenchArgs& a) {
+  AWQ_ASSIGN(Engine eng, Engine::create(m, {.max_ctx = n_tokens, .n_slots = 1,
+                                            .batch_invariant = a.batch_invariant,
+                                            .kv_f16 = a.kv_dtype == "f16"}));
   const auto toks = bench_tokens(n_tokens, m.cfg.vocab, 1);
   std::vector<float> lg;
   const auto t0 = std::chrono::steady_clock::now();
@@ -48,12 +49,14 @@ Expected<double> run_pp(const Model& m, int n_tokens, bool bi) {
   return n_tokens / seconds_since(t0);
 }
 
-Expected<double> run_tg(const Model& m, int n_steps, int batch, bool bi) {
-  AWQ_ASSIGN(Engine eng, Engine::create(m, {.max_ctx = kTgPrompt + n_steps, .n_slots = batch,
-                                            .batch_invariant = bi}));
+// tg: each of the batch's sequences first prefills a.depth tokens (not timed), then decodes.
+Expected<double> run_tg(const Model& m, int n_steps, int batch, const BenchArgs& a) {
+  AWQ_ASSIGN(Engine eng, Engine::create(m, {.max_ctx = a.depth + n_steps, .n_slots = batch,
+                                            .batch_invariant = a.batch_invariant,
+                                            .kv_f16 = a.kv_dtype == "f16"}));
   std::vector<std::vector<int32_t>> prompts;
   std::vector<SeqChunk> chunks;
-  for (int b = 0; b < batch; ++b) prompts.push_back(bench_tokens(kTgPrompt, m.cfg.vocab, 100 + b));
+  for (int b = 0; b < batch; ++b) prompts.push_back(bench_tokens(a.depth, m.cfg.vocab, 100 + b));
   for (int b = 0; b < batch; ++b) chunks.push_back({b, prompts[b]});
   std::vector<float> lg;
   AWQ_TRY(eng.forward(chunks, lg));  // not timed
@@ -78,6 +81,7 @@ int run_bench(const BenchArgs& a) {
   for (int v : a.pp) if (v < 1) return fail("-p values must be >= 1");
   for (int v : a.tg) if (v < 1) return fail("-n values must be >= 1");
   for (int v : a.batch) if (v < 1 || v > 256) return fail("-b values must be in [1, 256]");
+  if (a.depth < 1) return fail("-d/--depth must be >= 1");
   for (int v : a.threads) if (v < 0) return fail("-t values must be >= 0 (0 = all)");
   if (a.membw_mib < 16) return fail("--membw-mib must be >= 16");
 
@@ -122,7 +126,8 @@ int run_bench(const BenchArgs& a) {
                         {"test", test},           {"batch", batch},      {"threads", threads},
                         {"reps", v.size()},       {"tokens_per_s", mean}, {"tokens_per_s_sd", sd},
                         {"samples", v},           {"bytes_per_token", bpt},
-                        {"lm_head", lm_head}};
+                        {"lm_head", lm_head},     {"kv_dtype", a.kv_dtype}};
+    if (test.rfind("tg", 0) == 0) j["depth"] = a.depth;
     if (gbs && test.rfind("tg", 0) == 0) {
       const double achieved = mean / batch * (double)bpt / 1e9;  // weight GB/s streamed
       j["membw_gb_per_s"] = *gbs;
@@ -138,13 +143,13 @@ int run_bench(const BenchArgs& a) {
     set_num_threads(t);
     const int nt = num_threads();
     {  // warm-up: page in the weights, start the thread pools
-      auto w = run_pp(m, 16, a.batch_invariant);
+      auto w = run_pp(m, 16, a);
       if (!w) return fail(w.error());
     }
     for (int p : a.pp) {
       std::vector<double> v;
       for (int r = 0; r < a.reps; ++r) {
-        auto x = run_pp(m, p, a.batch_invariant);
+        auto x = run_pp(m, p, a);
         if (!x) return fail(x.error());
         v.push_back(*x);
       }
@@ -154,11 +159,11 @@ int run_bench(const BenchArgs& a) {
       for (int b : a.batch) {
         std::vector<double> v;
         for (int r = 0; r < a.reps; ++r) {
-          auto x = run_tg(m, n, b, a.batch_invariant);
+          auto x = run_tg(m, n, b, a);
           if (!x) return fail(x.error());
           v.push_back(*x);
         }
-        record("tg" + std::to_string(n), b, nt, v);
+        record("tg" + std::to_string(n) + (a.depth != 8 ? "@d" + std::to_string(a.depth) : ""), b, nt, v);
       }
   }
   if (a.json) {
@@ -195,6 +200,10 @@ Register reg("bench", "throughput: prompt processing (pp), generation (tg), memo
   sub.add_option("-r,--repetitions", a->reps, "repetitions per test")->capture_default_str();
   sub.add_flag("--membw", a->membw, "measure memory bandwidth (and bw_fraction of tg tests)");
   sub.add_option("--membw-mib", a->membw_mib, "buffer for --membw in MiB")->capture_default_str();
+  sub.add_option("-d,--depth", a->depth, "tg: tokens already in each sequence's context before decoding")
+      ->capture_default_str();
+  sub.add_option("--kv-dtype", a->kv_dtype, "KV cache storage, as `awq serve --kv-dtype`")
+      ->check(CLI::IsMember({"f32", "f16"}))->capture_default_str();
   sub.add_flag("--json", a->json, "print a JSON array, one object per test");
   sub.add_flag("--batch-invariant", a->batch_invariant,
                "run as `awq serve` does by default (decode kernels for any rows, lm_head in groups of 16)");

@@ -54,11 +54,11 @@ Expected<Engine> Engine::create(const Model& m, const EngineOptions& opt) {
   e.kv_f16_ = opt.kv_f16;
   const size_t n = e.kv_offset((int)n_blocks, 0, 0);  // elements of K (and of V)
   if (opt.kv_f16) {
-    e.k16_.assign(n, 0);
-    e.v16_.assign(n, 0);
+    e.k16_.assign_zero(n);
+    e.v16_.assign_zero(n);
   } else {
-    e.k_.assign(n, 0.0f);
-    e.v_.assign(n, 0.0f);
+    e.k_.assign_zero(n);
+    e.v_.assign_zero(n);
   }
   e.rope_.build(m.cfg, opt.max_ctx);
   return e;

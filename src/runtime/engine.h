@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "core/huge_buffer.h"
 #include "runtime/kv_pool.h"
 #include "model/forward.h"
 #include "model/weights.h"
@@ -94,8 +95,9 @@ class Engine {
   const Model* m_ = nullptr;
   int max_ctx_ = 0, n_layers_ = 0, n_kv_heads_ = 0, head_dim_ = 0;
   KvPool pool_;
-  std::vector<float> k_, v_;  // [kv_blocks][n_layers][n_kv_heads][kBlockTokens][head_dim]
-  std::vector<uint16_t> k16_, v16_;  // the same layout in fp16 bits (kv_f16); one pair is empty
+  // [kv_blocks][n_layers][n_kv_heads][kBlockTokens][head_dim], on huge pages (core/huge_buffer.h)
+  HugeBuffer<float> k_, v_;
+  HugeBuffer<uint16_t> k16_, v16_;  // the same layout in fp16 bits (kv_f16); one pair is empty
   bool kv_f16_ = false;
   bool kv_full_ = false;
   bool batch_invariant_ = false;
