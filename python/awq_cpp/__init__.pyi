@@ -21,6 +21,7 @@ def quantize(
     method: Literal["awq", "rtn"] = "awq",
     clip: Union[Literal["joint", "gram-asym", "gram", "sampled"], bool] = "joint",
     clip_aware_search: bool = True,
+    grid_clip: Optional[Literal["asym", "coarse", "sym"]] = None,
     duo_scaling: bool = True,
     calib: Union[None, PathLike, Sequence[str]] = None,
     n_samples: int = 128,

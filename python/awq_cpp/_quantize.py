@@ -46,7 +46,7 @@ def _write_calib_jsonl(texts, tmpdir):
 
 
 def quantize(model, out_dir, *, w_bit=4, group_size=128, zero_point=True, method="awq",
-             clip="joint", clip_aware_search=True, duo_scaling=True, calib=None, n_samples=128,
+             clip="joint", clip_aware_search=True, grid_clip=None, duo_scaling=True, calib=None, n_samples=128,
              seqlen=512, search_blocks=16, gram_loss=True, gqa_o_scale=False,
              modules_to_not_convert=None, threads=0, overwrite=False, report=None,
              progress=True, chunk_blocks=None, resume=False, resume_state=True):
@@ -54,7 +54,8 @@ def quantize(model, out_dir, *, w_bit=4, group_size=128, zero_point=True, method
 
     The same pipeline and options as `awq quantize` (each keyword is the CLI flag without
     dashes): same inputs and options give a byte-identical checkpoint. `clip` is the clipping
-    search ("joint", "gram-asym", "gram", "sampled") or False for `--no-clip`; `calib` is a
+    search ("joint", "gram-asym", "gram", "sampled") or False for `--no-clip`; `grid_clip` is
+    `--grid-clip` ("asym", "coarse" or "sym"; None: the CLI's default); `calib` is a
     .txt/.jsonl path, a list of strings, or None for the embedded default corpus; `report` a
     path for the JSON report. `progress`: True (a tqdm bar when tqdm is installed, else the
     CLI's text progress on stderr), False, or a callable(done_blocks, total_blocks).
@@ -83,6 +84,8 @@ def quantize(model, out_dir, *, w_bit=4, group_size=128, zero_point=True, method
     if clip is not False and clip not in _CLIP_MODES:
         raise ValueError(f"clip {clip!r} is not supported (expected one of {', '.join(_CLIP_MODES)}"
                          " or False)")
+    if grid_clip is not None and grid_clip not in ("asym", "coarse", "sym"):
+        raise ValueError(f"grid_clip {grid_clip!r} is not supported (expected 'asym', 'coarse' or 'sym')")
     for name, v in (("clip_aware_search", clip_aware_search), ("duo_scaling", duo_scaling),
                     ("gram_loss", gram_loss), ("gqa_o_scale", gqa_o_scale),
                     ("overwrite", overwrite), ("resume", resume),
@@ -120,6 +123,7 @@ def quantize(model, out_dir, *, w_bit=4, group_size=128, zero_point=True, method
             "w_bit": w_bit, "group_size": group_size, "zero_point": zero_point, "method": method,
             "clip": clip is not False, "clip_mode": clip if clip is not False else "joint",
             "clip_aware_search": clip_aware_search, "duo_scaling": duo_scaling,
+            **({"grid_clip": grid_clip} if grid_clip is not None else {}),
             "calib": calib_path, "n_samples": n_samples, "seqlen": seqlen,
             "search_blocks": search_blocks, "gram_loss": gram_loss, "gqa_o_scale": gqa_o_scale,
             "modules_to_not_convert": mods, "threads": threads, "overwrite": overwrite,
@@ -127,7 +131,7 @@ def quantize(model, out_dir, *, w_bit=4, group_size=128, zero_point=True, method
             "resume": resume, "resume_state": resume_state,
         }
         try:
-            rep = _native.quantize(model, out_dir, opts, None if cb == "native" else cb)
+            rep = json.loads(_native.quantize(model, out_dir, opts, None if cb == "native" else cb))
         finally:
             close()
     for w in rep["warnings"]:

@@ -128,14 +128,17 @@ T opt_get(const nb::dict& d, const char* key, T dflt) {
 
 // options: the normalised keyword arguments of awq_cpp.quantize (python/awq_cpp/_quantize.py
 // checks names and types). progress(done, total) is called on the Python thread.
-nb::dict quantize(const std::string& model, const std::string& out_dir, const nb::dict& o,
-                  std::optional<nb::callable> progress) {
+std::string quantize(const std::string& model, const std::string& out_dir, const nb::dict& o,
+                    std::optional<nb::callable> progress) {
   QuantizeOptions q;
   q.search.q.w_bit = opt_get<int>(o, "w_bit", 4);
   q.search.q.group_size = opt_get<int>(o, "group_size", 128);
   q.search.q.zero_point = opt_get<bool>(o, "zero_point", true);
   q.search.clip = opt_get<bool>(o, "clip", true);
   q.search.duo_scaling = opt_get<bool>(o, "duo_scaling", true);
+  const std::string grid_clip = opt_get<std::string>(o, "grid_clip", grid_clip_name(q.search));
+  if (!set_grid_clip(q.search, grid_clip))
+    throw nb::value_error(("grid_clip " + grid_clip + " is not one of asym, coarse, sym").c_str());
   const std::string clip_mode = opt_get<std::string>(o, "clip_mode", "joint");
   if (clip_mode == "sampled") q.search.clip_mode = SearchOptions::ClipMode::Sampled;
   else if (clip_mode == "gram") q.search.clip_mode = SearchOptions::ClipMode::Gram;
@@ -190,35 +193,8 @@ nb::dict quantize(const std::string& model, const std::string& out_dir, const nb
       [&]() -> QuantizeReport { return take(quantize_model(model, out_dir, q)); }, &cancel, tick,
       /*global_cancel=*/true);
   tick();
-  nb::dict rep;
-  rep["seconds"] = r.seconds;
-  rep["gemm_flop"] = r.gemm_flop;
-  rep["calib_blocks"] = r.n_blocks;
-  rep["calib_tokens"] = r.calib_tokens;
-  rep["samples_used"] = r.samples_used;
-  nb::list groups, clips, warnings;
-  for (const auto& g : r.groups) {
-    nb::dict d;
-    d["layer"] = g.layer;
-    d["group"] = g.group;
-    d["best_index"] = g.best_index;
-    d["loss_best"] = g.loss_best;
-    d["loss_identity"] = g.loss_identity;
-    d["fallback"] = g.fallback;
-    groups.append(d);
-  }
-  for (const auto& c : r.clips) {
-    nb::dict d;
-    d["layer"] = c.layer;
-    d["linear"] = c.linear;
-    d["err_before"] = c.err_before;
-    d["err_after"] = c.err_after;
-    clips.append(d);
-  }
-  for (const auto& w : r.warnings) warnings.append(w);
-  rep["groups"] = groups;
-  rep["clips"] = clips;
-  rep["warnings"] = warnings;
+  // The same JSON as `awq quantize --report` (quant/quantize.h); the Python side parses it.
+  const std::string rep = report_to_json(r).dump();
   return rep;
 }
 

@@ -29,6 +29,7 @@ def _same_checkpoint(a, b):
     (dict(group_size=128, n_samples=8), ["--group-size", "128"] + FAST),
     (dict(group_size=64, n_samples=8, clip=False, duo_scaling=False, zero_point=True),
      ["--group-size", "64", "--no-clip", "--no-duo-scaling"] + FAST),
+    (dict(group_size=64, n_samples=8, grid_clip="sym"), ["--group-size", "64", "--grid-clip", "sym"] + FAST),
     (dict(group_size=64, n_samples=8, clip="sampled", search_blocks=0,
           gram_loss=False, modules_to_not_convert=["down_proj"]),
      ["--group-size", "64", "--clip", "sampled", "--search-blocks", "0", "--no-gram-loss",
@@ -72,6 +73,12 @@ def test_report_file(tiny_model, tmp_path):
     py, cli = json.load(open(tmp_path / "r.json")), json.load(open(tmp_path / "rc.json"))
     assert [g["best_index"] for g in py["groups"]] == [g["best_index"] for g in cli["groups"]]
     assert [g["loss_best"] for g in py["groups"]] == pytest.approx([g["loss_best"] for g in cli["groups"]], rel=1e-6)
+    # one serialization (quant/quantize.h report_to_json): the same keys and entries
+    assert sorted(py) == sorted(cli)
+    assert py["groups"] and py["clips"]
+    assert [(c["layer"], c["linear"]) for c in py["clips"]] == [(c["layer"], c["linear"]) for c in cli["clips"]]
+    assert [c["err_after"] for c in py["clips"]] == pytest.approx([c["err_after"] for c in cli["clips"]], rel=1e-6)
+    assert py["calib_tokens"] == cli["calib_tokens"] and py["gemm_flop"] == cli["gemm_flop"]
 
 
 def _cli_error(*args):
@@ -89,6 +96,8 @@ def test_bad_arguments(tiny_model, tmp_path):
         awq_cpp.quantize(tiny_model, tmp_path / "o", calib=tmp_path / "none.txt")
     with pytest.raises(ValueError, match="method"):
         awq_cpp.quantize(tiny_model, tmp_path / "o", method="gptq")
+    with pytest.raises(ValueError, match="grid_clip"):
+        awq_cpp.quantize(tiny_model, tmp_path / "o", grid_clip="fine")
     with pytest.raises(ValueError, match="clip"):
         awq_cpp.quantize(tiny_model, tmp_path / "o", clip="fancy")
     with pytest.raises(ValueError, match="n_samples"):

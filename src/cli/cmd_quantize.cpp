@@ -24,6 +24,7 @@ struct QArgs {
   std::string model, out, method = "awq", calib, format = "autoawq", report, clip = "joint";
   int w_bit = 4, group_size = 128, n_samples = 128, seqlen = 512, threads = 0, search_blocks = 16;
   bool clip_aware = true;
+  std::string grid_clip = grid_clip_name(SearchOptions{});
   bool zero_point = true, no_clip = false, no_duo = false, overwrite = false;
   bool gram_loss = true, gqa_o_scale = false, resume = false, resume_state = true;
   std::vector<std::string> not_convert;
@@ -40,6 +41,7 @@ int run_quantize(const QArgs& a) {
   o.search.q.zero_point = a.zero_point;
   o.search.clip = !a.no_clip;
   o.search.duo_scaling = !a.no_duo;
+  set_grid_clip(o.search, a.grid_clip);  // checked by CLI11 against kGridClipNames
   if (a.clip == "sampled") o.search.clip_mode = SearchOptions::ClipMode::Sampled;
   else if (a.clip == "gram") o.search.clip_mode = SearchOptions::ClipMode::Gram;
   else if (a.clip == "gram-asym") o.search.clip_mode = SearchOptions::ClipMode::GramAsym;
@@ -69,20 +71,7 @@ int run_quantize(const QArgs& a) {
   std::printf("matrix-product work: %.2f TFLOP, %.1f GFLOP/s over the whole run\n",
               r->gemm_flop * 1e-12, r->seconds > 0 ? r->gemm_flop / r->seconds * 1e-9 : 0.0);
   if (!a.report.empty()) {
-    nlohmann::json j;
-    j["seconds"] = r->seconds;
-    j["gemm_flop"] = r->gemm_flop;
-    j["calib_blocks"] = r->n_blocks;
-    j["calib_tokens"] = r->calib_tokens;
-    j["samples_used"] = r->samples_used;
-    for (const auto& g : r->groups)
-      j["groups"].push_back({{"layer", g.layer}, {"group", g.group}, {"best_index", g.best_index},
-                             {"loss_best", g.loss_best}, {"loss_identity", g.loss_identity},
-                             {"fallback", g.fallback}});
-    for (const auto& c : r->clips)
-      j["clips"].push_back({{"layer", c.layer}, {"linear", c.linear},
-                            {"err_before", c.err_before}, {"err_after", c.err_after}});
-    j["warnings"] = r->warnings;
+    const nlohmann::json j = report_to_json(*r);
     FILE* f = std::fopen(a.report.c_str(), "w");
     if (!f) return fail("--report: cannot write " + a.report);
     std::fprintf(f, "%s\n", j.dump(1).c_str());
@@ -110,6 +99,13 @@ Register reg("quantize", "quantize a model (HF dir or .gguf) to an AutoAWQ or co
   on_off_flag(sub, "clip-aware-search", a->clip_aware,
                "score each scale ratio with the clipping search applied (off: clip only after "
                "the grid search, as the reference does)");
+  sub.add_option("--grid-clip", a->grid_clip,
+                 "clipping search run on each grid ratio by --clip-aware-search: asym (10 "
+                 "symmetric shrinks + all 100 (max, min) pairs per group), coarse (10 + 25 pairs "
+                 "on every other step: 3x less work) or sym (the 10 symmetric: 11x less); the "
+                 "final clip is --clip")
+      ->check(CLI::IsMember(std::vector<std::string>(std::begin(kGridClipNames), std::end(kGridClipNames))))
+      ->capture_default_str();
   sub.add_flag("--no-duo-scaling", a->no_duo, "scales from activations only");
   sub.add_option("--calib", a->calib, "calibration text (.txt: blank-line separated; .jsonl)")
       ->check(CLI::ExistingFile);

@@ -30,7 +30,21 @@ struct SearchOptions {
   // minimising the row's exact error given the other groups' current picks.
   enum class ClipMode { Sampled, Gram, GramAsym, Joint } clip_mode = ClipMode::Joint;
   int clip_sweeps = 2;
+  // GramAsym/Joint: the (max, min) shrink pairs use every clip_pair_stride-th shrink step
+  // (1: all 10 x 10; 2: 5 x 5).
+  int clip_pair_stride = 1;
+  // The clipping search run on every grid ratio by the clip-aware scale search (quantize.h
+  // clip_aware_search), named by `--grid-clip`: "asym" = GramAsym (10 symmetric shrinks and all
+  // 100 (max, min) pairs per group), "coarse" = GramAsym on every other step (10 + 25
+  // candidates), "sym" = Gram (the 10 symmetric shrinks). The final clip is clip_mode.
+  ClipMode grid_clip_mode = ClipMode::GramAsym;
+  int grid_clip_pair_stride = 1;
 };
+
+// --grid-clip NAME -> grid_clip_mode / grid_clip_pair_stride; false for an unknown name.
+bool set_grid_clip(SearchOptions& o, const std::string& name);
+std::string grid_clip_name(const SearchOptions& o);
+inline constexpr const char* kGridClipNames[] = {"asym", "coarse", "sym"};
 
 // w_mean (spec §3.3): per input channel mean over output rows of |w| / max|w| of its group.
 std::vector<float> weight_channel_mean(const std::vector<const Linear*>& linears, int group_size);

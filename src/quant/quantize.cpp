@@ -131,6 +131,7 @@ nlohmann::json options_fingerprint(const QuantizeOptions& o, const CalibBlocks& 
     j["--gram-loss"] = o.gram_loss;
     j["--gqa-o-scale"] = o.gqa_o_scaling;
     j["--clip-aware-search"] = o.clip_aware_search;
+    j["--grid-clip"] = grid_clip_name(s);
     j["search internals"] = {s.n_grid, s.clip_grid, s.max_shrink, s.clip_sample_tokens,
                              s.clip_batch_rows, s.clip_sweeps, o.chunk_blocks};
     j["calibration (--calib text and tokenizer)"] = {
@@ -180,11 +181,12 @@ std::vector<PhaseWork> block_phase_work(const ModelConfig& c, const QuantizeOpti
   const double tok = (double)NB * T, tok_s = (double)n_search * T;
   const double ns = std::max(1, (int)(so.max_shrink * so.clip_grid));
   const bool clip_gram = so.clip && so.clip_mode != SearchOptions::ClipMode::Sampled;
-  auto clip_work = [&](double N, double K, SearchOptions::ClipMode m) {
+  auto clip_work = [&](double N, double K, SearchOptions::ClipMode m, int stride = 1) {
     const double G = so.q.group_size <= 0 ? K : so.q.group_size;
     using M = SearchOptions::ClipMode;
     if (m == M::Sampled) return (ns + 1) * N * K * (2 * std::min(tok_s, 512.0) + kElem);
-    const double cand = m == M::Gram ? ns : ns + ns * ns;
+    const double np = std::ceil(ns / stride);
+    const double cand = m == M::Gram ? ns : ns + np * np;
     const double sweeps = m == M::Joint && K > G ? so.clip_sweeps : 0;
     return (1 + sweeps) * cand * N * K * (2 * G + kElem) +
            (sweeps > 0 ? 4 * N * K * K + sweeps * 4 * N * G * K : 0);
@@ -206,7 +208,7 @@ std::vector<PhaseWork> block_phase_work(const ModelConfig& c, const QuantizeOpti
       const auto [N, K] = linear_nk(c, n);
       prep += kElem * N * K * 3;  // scale, fake-quantize, unscale
       if (o.clip_aware_search && clip_gram && clipped(n))
-        prep += clip_work(N, K, SearchOptions::ClipMode::GramAsym);
+        prep += clip_work(N, K, so.grid_clip_mode, so.grid_clip_pair_stride);
     }
     if (g.compare == ScaleGroup::Compare::Attention) {
       double pa = 0;
@@ -658,8 +660,8 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
         if (opt.clip_aware_search && clip_gram) {
           const GramLoss* gm = &gram_of(in);
           SearchOptions co = opt.search;
-          if (co.clip_mode == SearchOptions::ClipMode::Joint)
-            co.clip_mode = SearchOptions::ClipMode::GramAsym;  // the per-group picks: 3x cheaper
+          co.clip_mode = co.grid_clip_mode;  // per-group picks (Joint's sweeps: 3x the work)
+          co.clip_pair_stride = co.grid_clip_pair_stride;
           prep = [&, gm, co](int j, Linear& l, const std::vector<float>& s) {
             if (clipped(g.linears[j])) search_and_apply_clip_gram(l, *gm, &s, co);
           };
@@ -857,23 +859,9 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
     }
     if (keep_state) {  // the block is complete: save it for --resume
       nlohmann::json& j = recorded.report;
-      j["groups"] = nlohmann::json::array();
-      j["clips"] = nlohmann::json::array();
-      for (size_t i = n_groups_before; i < rep.groups.size(); ++i) {
-        const GroupReport& g = rep.groups[i];
-        j["groups"].push_back({{"layer", g.layer}, {"group", g.group}, {"best_index", g.best_index},
-                               {"loss_best", g.loss_best}, {"loss_identity", g.loss_identity},
-                               {"fallback", g.fallback}});
-      }
-      for (size_t i = n_clips_before; i < rep.clips.size(); ++i) {
-        const ClipReport& c = rep.clips[i];
-        j["clips"].push_back({{"layer", c.layer}, {"linear", c.linear},
-                              {"err_before", c.err_before}, {"err_after", c.err_after}});
-      }
-      j["warnings"] = std::vector<std::string>(rep.warnings.begin() + n_warn_before, rep.warnings.end());
-      j["experts"] = nlohmann::json::array();
-      for (size_t i = n_experts_before; i < rep.experts.size(); ++i)
-        j["experts"].push_back({rep.experts[i].layer, rep.experts[i].expert, rep.experts[i].tokens});
+      const nlohmann::json e = report_entries_json(
+          rep, {n_groups_before, n_clips_before, n_warn_before, n_experts_before});
+      for (const char* k : {"groups", "clips", "warnings", "experts"}) j[k] = e[k];
       j["params_total"] = rep.params_total - params_total_before;
       j["params_quantized"] = rep.params_quantized - params_quantized_before;
       j["marlin_fallbacks"] = marlin_fallbacks - marlin_before;
@@ -945,6 +933,34 @@ Expected<QuantizeReport> quantize_model(const std::string& model, const std::str
     return r;
   }
   return with_resume_hint(quantize_hf(model, model, out_dir, model, opt), out_dir);
+}
+
+nlohmann::json report_entries_json(const QuantizeReport& r, const ReportRange& from) {
+  nlohmann::json j = {{"groups", nlohmann::json::array()}, {"clips", nlohmann::json::array()},
+                      {"warnings", nlohmann::json::array()}, {"experts", nlohmann::json::array()}};
+  for (size_t i = from.groups; i < r.groups.size(); ++i) {
+    const GroupReport& g = r.groups[i];
+    j["groups"].push_back({{"layer", g.layer}, {"group", g.group}, {"best_index", g.best_index},
+                           {"loss_best", g.loss_best}, {"loss_identity", g.loss_identity},
+                           {"fallback", g.fallback}});
+  }
+  for (size_t i = from.clips; i < r.clips.size(); ++i) {
+    const ClipReport& c = r.clips[i];
+    j["clips"].push_back({{"layer", c.layer}, {"linear", c.linear}, {"err_before", c.err_before},
+                          {"err_after", c.err_after}});
+  }
+  for (size_t i = from.warnings; i < r.warnings.size(); ++i) j["warnings"].push_back(r.warnings[i]);
+  for (size_t i = from.experts; i < r.experts.size(); ++i)
+    j["experts"].push_back({r.experts[i].layer, r.experts[i].expert, r.experts[i].tokens});
+  return j;
+}
+
+nlohmann::json report_to_json(const QuantizeReport& r) {
+  nlohmann::json j = {{"seconds", r.seconds},           {"gemm_flop", r.gemm_flop},
+                      {"calib_blocks", r.n_blocks},     {"calib_tokens", r.calib_tokens},
+                      {"samples_used", r.samples_used}};
+  j.update(report_entries_json(r));
+  return j;
 }
 
 }  // namespace awq

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -102,6 +103,14 @@ struct QuantizeReport {
   std::vector<ExpertReport> experts;  // MoE models with AWQ: one per (block, expert)
   double params_quantized = 0, params_total = 0;
 };
+
+// The report as JSON: the one serialization behind `awq quantize --report`, the --resume state
+// of a block (groups, clips, warnings, experts from index `from` on) and the Python module's dict.
+struct ReportRange {
+  size_t groups = 0, clips = 0, warnings = 0, experts = 0;  // first entries to include
+};
+nlohmann::json report_entries_json(const QuantizeReport& r, const ReportRange& from = {});
+nlohmann::json report_to_json(const QuantizeReport& r);  // entries + run totals
 
 // model: an HF directory or a .gguf file (converted to a temporary HF directory first).
 Expected<QuantizeReport> quantize_model(const std::string& model, const std::string& out_dir,

@@ -300,6 +300,22 @@ TEST(ClipSearch, GramAsymIsExactAndNoWorseThanSymmetric) {
   EXPECT_NEAR(ra.err_after, e_asym, 1e-3 * e_asym);
   EXPECT_LT(e_sym, e_plain);
   EXPECT_LT(e_asym, 0.95 * e_sym);  // the min side can shrink without the outlier's side
+
+  // --grid-clip coarse: the pairs on every other shrink step, a subset of asym's candidates
+  // and a superset of sym's, so its exact error lies between them.
+  Linear coarse = l;
+  opt.clip_pair_stride = 2;
+  const ClipResult rc = search_and_apply_clip_gram(coarse, gram, &s, opt);
+  const double e_coarse = out_err(coarse);
+  EXPECT_NEAR(rc.err_after, e_coarse, 1e-3 * e_coarse);
+  EXPECT_LE(e_asym, e_coarse * (1 + 1e-3));  // float picks vs double errors
+  EXPECT_LE(e_coarse, e_sym * (1 + 1e-3));
+  EXPECT_LT(e_coarse, 0.99 * e_sym);  // its pairs still let the min side shrink alone
+  SearchOptions named;
+  ASSERT_TRUE(set_grid_clip(named, "coarse"));
+  EXPECT_EQ(named.grid_clip_pair_stride, 2);
+  EXPECT_EQ(grid_clip_name(named), "coarse");
+  EXPECT_FALSE(set_grid_clip(named, "fine"));
 }
 
 // Joint clipping: on inputs whose channels are correlated across groups (a shared latent

@@ -228,6 +228,8 @@ TEST(QuantizeResume, KilledAfterBlockKResumesToTheSameBytes) {
       << read_file(out.string() + ".log");
   EXPECT_NE(run_quantize(model, out, calib, {"--resume", "--no-clip"}), 0);
   EXPECT_NE(read_file(out.string() + ".log").find("--clip differs"), std::string::npos);
+  EXPECT_NE(run_quantize(model, out, calib, {"--resume", "--grid-clip", "sym"}), 0);
+  EXPECT_NE(read_file(out.string() + ".log").find("--grid-clip differs"), std::string::npos);
   EXPECT_NE(run_quantize(model, out, calib), 0);
   EXPECT_NE(read_file(out.string() + ".log").find("pass --resume"), std::string::npos);
   {
