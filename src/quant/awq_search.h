@@ -36,9 +36,10 @@ struct SearchOptions {
   // The clipping search run on every grid ratio by the clip-aware scale search (quantize.h
   // clip_aware_search), named by `--grid-clip`: "asym" = GramAsym (10 symmetric shrinks and all
   // 100 (max, min) pairs per group), "coarse" = GramAsym on every other step (10 + 25
-  // candidates), "sym" = Gram (the 10 symmetric shrinks). The final clip is clip_mode.
+  // candidates; the default: same quality as asym on SmolLM2 W4/W3, docs/RESULTS.md), "sym" =
+  // Gram (the 10 symmetric shrinks). The final clip is clip_mode.
   ClipMode grid_clip_mode = ClipMode::GramAsym;
-  int grid_clip_pair_stride = 1;
+  int grid_clip_pair_stride = 2;
 };
 
 // --grid-clip NAME -> grid_clip_mode / grid_clip_pair_stride; false for an unknown name.
