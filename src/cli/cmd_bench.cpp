@@ -163,7 +163,7 @@ int run_bench(const BenchArgs& a) {
           if (!x) return fail(x.error());
           v.push_back(*x);
         }
-        record("tg" + std::to_string(n) + (a.depth != 8 ? "@d" + std::to_string(a.depth) : ""), b, nt, v);
+        record("tg" + std::to_string(n) + (a.depth != BenchArgs{}.depth ? "@d" + std::to_string(a.depth) : ""), b, nt, v);
       }
   }
   if (a.json) {
