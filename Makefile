@@ -11,7 +11,7 @@ APT_PKGS := cmake g++ make pkg-config nlohmann-json3-dev libcli11-dev libpcre2-d
 PY_PKGS := numpy safetensors openai selenium
 
 
-.PHONY: py-ref test-formats check-autoawq check-gemma3 python python-test
+.PHONY: py-ref test-formats check-autoawq check-gemma3 check-gguf python python-test
 .PHONY: all deps build test test-fast sanitize demo model gemma3-model fp-model bench fuzz cuda clean
 
 all: build
@@ -72,9 +72,9 @@ $(RTN_DIR)/config.json: $(FP_DIR)/config.json | build
 
 # Reference Python packages for the loader checks (compressed-tensors library, HF Transformers on
 # CPU). Installed only when missing.
-PY_REF_PKGS := torch transformers compressed-tensors
+PY_REF_PKGS := torch transformers compressed-tensors gguf accelerate
 py-ref: deps
-	@python3 -c "import torch, transformers, compressed_tensors" 2>/dev/null || \
+	@python3 -c "import torch, transformers, compressed_tensors, gguf, accelerate" 2>/dev/null || \
 	  python3 -m pip install -q $(PY_REF_PKGS)
 
 # compressed-tensors checkpoint of the real model (RTN, one second) and the logits HF
@@ -101,12 +101,27 @@ $(CTLIB)-sym/config.json: $(FP_DIR)/config.json scripts/ct_library_checkpoint.py
 $(CTLIB)-asym/config.json: $(FP_DIR)/config.json scripts/ct_library_checkpoint.py | py-ref
 	@mkdir -p $(dir $(CTLIB))
 	python3 scripts/ct_library_checkpoint.py $(FP_DIR) $(CTLIB)-asym --group-size 64
+# GGUF files written by `awq quantize --format gguf` (RTN: seconds; the loaders do not care how
+# the weights were chosen), read by gguf-py and by Transformers' GGUF loader
+# (scripts/check_gguf_export.py). llama.cpp itself: `make check-gguf`.
+GGUF_OUT := $(BUILD)/gguf/smollm2-rtn
+$(GGUF_OUT)-%.gguf: $(FP_DIR)/config.json $(BUILD)/awq
+	@mkdir -p $(dir $(GGUF_OUT))
+	$(BUILD)/awq quantize $(FP_DIR) $@ --method rtn --format gguf --gguf-type $* --overwrite
 PPL_TEXT := data/eval/wikitext2-test-slice.txt
-test-formats: build $(CTLIB)-sym/config.json $(CTLIB)-asym/config.json
+test-formats: build $(CTLIB)-sym/config.json $(CTLIB)-asym/config.json $(GGUF_OUT)-q4_0.gguf $(GGUF_OUT)-q4_1.gguf
 	OMP_WAIT_POLICY=passive python3 scripts/check_foreign_ppl.py $(BUILD)/awq $(CTLIB)-sym \
 	  $(PPL_TEXT) --ctx 2048 --max-windows 2 --rel-tol 1e-4
 	OMP_WAIT_POLICY=passive python3 scripts/check_foreign_ppl.py $(BUILD)/awq $(CTLIB)-asym \
 	  $(PPL_TEXT) --ctx 2048 --max-windows 2 --rel-tol 1e-4 --ct-decompress
+	OMP_WAIT_POLICY=passive python3 scripts/check_gguf_export.py $(BUILD)/awq $(GGUF_OUT)-q4_0.gguf $(FP_DIR)
+	OMP_WAIT_POLICY=passive python3 scripts/check_gguf_export.py $(BUILD)/awq $(GGUF_OUT)-q4_1.gguf $(FP_DIR)
+
+# llama.cpp (built from the llama-cpp-python sdist) loads our GGUF files: perplexity of AWQ Q4_0 /
+# Q4_1 against llama-quantize's own Q4_0 / Q4_1 / Q4_K_M with and without an importance matrix,
+# on the whole of wiki.test.raw (docs/RESULTS.md; ~2 h on 2 cores; CHUNKS=N for a quick look).
+check-gguf: build fp-model
+	bash scripts/check_gguf_llamacpp.sh $(FP_DIR)
 
 # AutoAWQ 0.2.9 + Transformers 4.51.3 (pinned venv over the system torch) loading our AutoAWQ
 # checkpoint on a CPU; perplexity vs `awq ppl` on the same window (issue bar: 0.06%). Not in

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # llama.cpp on the same machine and model, for docs/RESULTS.md (issue: W4 inference).
 # llama.cpp comes from PyPI's llama-cpp-python sdist (it vendors llama.cpp's source): we build
-# its llama-bench, llama-quantize and llama-server tools with CMake (llama-server for
-# scripts/bench_serve.py),
+# its llama-bench, llama-quantize, llama-server, llama-perplexity and llama-imatrix tools with
+# CMake (llama-server for scripts/bench_serve.py, the last two for scripts/check_gguf_llamacpp.sh),
 # requantize the PyPI GGUF to Q4_0 and Q4_K_M, and run llama-bench
 # (pp512, tg128) next to `awq bench` on our AWQ checkpoint.
 # Usage: scripts/bench_llamacpp.sh AWQ_CHECKPOINT [THREADS]     (writes under out/llcpp/)
@@ -18,7 +18,10 @@ if [ ! -d "$SRC" ]; then
   python3 -m pip download --no-deps --no-binary :all: "llama-cpp-python==$VER" -d "$W"
   tar xzf "$W/llama_cpp_python-$VER.tar.gz" -C "$W"
 fi
-if [ ! -x "$SRC/build/bin/llama-bench" ] || [ ! -x "$SRC/build/bin/llama-server" ]; then
+TOOLS="llama-bench llama-quantize llama-server llama-perplexity llama-imatrix"
+missing_tool=""
+for t in $TOOLS; do [ -x "$SRC/build/bin/$t" ] || missing_tool=1; done
+if [ -n "$missing_tool" ]; then
   # GGML_NATIVE=ON dies with "Illegal instruction" on the AVX-512 + AMX VM of 2026-12-01 (AMX
   # state not usable there), so AVX-512 hosts get the AVX-512/VNNI/BF16 set without AMX.
   ISA="-DGGML_NATIVE=ON"
@@ -29,7 +32,8 @@ if [ ! -x "$SRC/build/bin/llama-bench" ] || [ ! -x "$SRC/build/bin/llama-server"
   cmake -S "$SRC" -B "$SRC/build" -DCMAKE_BUILD_TYPE=Release $ISA -DGGML_OPENMP=ON \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_CURL=OFF \
     -DLLAMA_OPENSSL=OFF >/dev/null
-  cmake --build "$SRC/build" -j"$(nproc)" --target llama-bench llama-quantize llama-server
+  # shellcheck disable=SC2086
+  cmake --build "$SRC/build" -j"$(nproc)" --target $TOOLS
 fi
 # The source for llama-quantize: the PyPI GGUF itself (Q4_1), requantized. Its dequantized
 # weights are exactly our fp32 "FP" model (models/smollm2-fp32 is converted from it), so this

@@ -5,6 +5,7 @@
 #include "cli/command.h"
 #include "core/cancel.h"
 #include "core/threads.h"
+#include "quant/gguf_export.h"
 #include "quant/quantize.h"
 
 namespace awq::cli {
@@ -22,7 +23,9 @@ void on_off_flag(CLI::App& sub, const std::string& name, bool& v, const std::str
 
 struct QArgs {
   std::string model, out, method = "awq", calib, format = "autoawq", report, clip = "joint";
+  std::string gguf_type = "q4_0";
   int w_bit = 4, group_size = 128, n_samples = 128, seqlen = 512, threads = 0, search_blocks = 16;
+  int n_grid = SearchOptions{}.n_grid;
   bool clip_aware = true;
   std::string grid_clip = grid_clip_name(SearchOptions{});
   bool zero_point = true, no_clip = false, no_duo = false, overwrite = false;
@@ -39,8 +42,30 @@ int run_quantize(const QArgs& a) {
   o.search.q.w_bit = a.w_bit;
   o.search.q.group_size = a.group_size;
   o.search.q.zero_point = a.zero_point;
+  if (o.format == CheckpointFormat::Gguf) {
+    auto t = parse_gguf_type(a.gguf_type);
+    if (!t) return fail("--gguf-type: " + t.error().message);
+    o.gguf_type = *t;
+    // Block types: the search quantizes as the type does (its bits, 32-weight blocks, zero
+    // point or not); explicit --w-bit/--group-size/--zero-point that disagree are refused.
+    int wb, gs;
+    bool zp;
+    if (gguf_search_config(*t, &wb, &gs, &zp)) {
+      const QArgs def;
+      if ((a.w_bit != def.w_bit && a.w_bit != wb) || (a.group_size != def.group_size && a.group_size != gs) ||
+          (a.zero_point != def.zero_point && a.zero_point != zp))
+        return fail("--gguf-type " + a.gguf_type + " quantizes " + std::to_string(wb) + "-bit in groups of " +
+                    std::to_string(gs) + (zp ? " with" : " without") +
+                    " a zero point; drop --w-bit/--group-size/--zero-point");
+      o.search.q.w_bit = wb;
+      o.search.q.group_size = gs;
+      o.search.q.zero_point = zp;
+    }
+  }
   o.search.clip = !a.no_clip;
   o.search.duo_scaling = !a.no_duo;
+  if (a.n_grid < 1) return fail("--n-grid must be at least 1 (1 = identity scales only)");
+  o.search.n_grid = a.n_grid;
   set_grid_clip(o.search, a.grid_clip);  // checked by CLI11 against kGridClipNames
   if (a.clip == "sampled") o.search.clip_mode = SearchOptions::ClipMode::Sampled;
   else if (a.clip == "gram") o.search.clip_mode = SearchOptions::ClipMode::Gram;
@@ -65,9 +90,11 @@ int run_quantize(const QArgs& a) {
   auto r = quantize_model(a.model, a.out, o);
   if (!r) return fail(r.error());
   for (const auto& w : r->warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
-  std::printf("wrote %s (%s w%d g%d%s) in %.1f s; calibration %d blocks x %d tokens\n",
-              a.out.c_str(), a.method.c_str(), a.w_bit, a.group_size,
-              a.zero_point ? " zp" : " sym", r->seconds, r->n_blocks, a.seqlen);
+  const QuantConfig& q = o.search.q;
+  std::printf("wrote %s (%s w%d g%d%s%s) in %.1f s; calibration %d blocks x %d tokens\n",
+              a.out.c_str(), a.method.c_str(), q.w_bit, q.group_size, q.zero_point ? " zp" : " sym",
+              o.format == CheckpointFormat::Gguf ? (", GGUF " + ggml_type_name((uint32_t)o.gguf_type)).c_str() : "",
+              r->seconds, r->n_blocks, a.seqlen);
   std::printf("matrix-product work: %.2f TFLOP, %.1f GFLOP/s over the whole run\n",
               r->gemm_flop * 1e-12, r->seconds > 0 ? r->gemm_flop / r->seconds * 1e-9 : 0.0);
   if (!a.report.empty()) {
@@ -84,7 +111,7 @@ Register reg("quantize", "quantize a model (HF dir or .gguf) to an AutoAWQ or co
              [](CLI::App& sub) {
   auto a = std::make_shared<QArgs>();
   sub.add_option("model", a->model, "HF model directory or .gguf file")->required();
-  sub.add_option("out_dir", a->out, "output directory")->required();
+  sub.add_option("out_dir", a->out, "output directory (--format gguf: the .gguf file)")->required();
   sub.add_option("--w-bit", a->w_bit, "weight bits (4; also 3, 8)")->capture_default_str();
   sub.add_option("--group-size", a->group_size, "group size (32, 64, 128; -1 = per channel)")
       ->capture_default_str();
@@ -107,6 +134,11 @@ Register reg("quantize", "quantize a model (HF dir or .gguf) to an AutoAWQ or co
       ->check(CLI::IsMember(std::vector<std::string>(std::begin(kGridClipNames), std::end(kGridClipNames))))
       ->capture_default_str();
   sub.add_flag("--no-duo-scaling", a->no_duo, "scales from activations only");
+  sub.add_option("--n-grid", a->n_grid,
+                 "scale ratios searched per group, 0/n .. (n-1)/n (1: identity scales, i.e. "
+                 "no AWQ scaling: an ablation; with --no-clip and --format gguf, RTN rounding "
+                 "weighted by the activation statistics)")
+      ->capture_default_str();
   sub.add_option("--calib", a->calib, "calibration text (.txt: blank-line separated; .jsonl)")
       ->check(CLI::ExistingFile);
   sub.add_option("--n-samples", a->n_samples, "calibration samples")->capture_default_str();
@@ -121,7 +153,12 @@ Register reg("quantize", "quantize a model (HF dir or .gguf) to an AutoAWQ or co
                "GQA models: scale v->o with scales shared by the heads of a KV head");
   sub.add_option("--modules-to-not-convert", a->not_convert, "linear name substrings kept fp16");
   sub.add_option("--threads,-t", a->threads, "threads (0 = all)");
-  sub.add_option("--format", a->format, "checkpoint format: autoawq (AutoAWQ GEMM; 4-bit zero-point only) or compressed-tensors (llm-compressor pack-quantized; 2..8 bits, zero point or symmetric)")->capture_default_str();
+  sub.add_option("--format", a->format, "checkpoint format: autoawq (AutoAWQ GEMM; 4-bit zero-point only), compressed-tensors (llm-compressor pack-quantized; 2..8 bits, zero point or symmetric) or gguf (one llama.cpp file; see --gguf-type)")->capture_default_str();
+  sub.add_option("--gguf-type", a->gguf_type,
+                 "--format gguf: type of the block linears: q4_0, q4_1, q8_0 (the AWQ search "
+                 "quantizes as that type does, the activation statistics weigh each block's "
+                 "rounding), or f16/f32 (the AWQ-scaled, clipped model for llama-quantize)")
+      ->capture_default_str();
   sub.add_option("--report", a->report, "write a JSON report (chosen ratios, losses)");
   sub.add_flag("--overwrite", a->overwrite, "replace OUT_DIR if it exists");
   sub.add_flag("--resume", a->resume,

@@ -53,8 +53,17 @@ std::string contains_regex(const std::string& sub) {
 Expected<CheckpointFormat> parse_checkpoint_format(const std::string& name) {
   if (name == "autoawq") return CheckpointFormat::AutoAwq;
   if (name == "compressed-tensors") return CheckpointFormat::CompressedTensors;
+  if (name == "gguf") return CheckpointFormat::Gguf;
   return make_error("checkpoint format \"", name,
-                    "\" is not supported (supported: autoawq, compressed-tensors)");
+                    "\" is not supported (supported: autoawq, compressed-tensors, gguf)");
+}
+
+const char* checkpoint_format_name(CheckpointFormat f) {
+  switch (f) {
+    case CheckpointFormat::AutoAwq: return "autoawq";
+    case CheckpointFormat::CompressedTensors: return "compressed-tensors";
+    default: return "gguf";
+  }
 }
 
 Expected<AwqCheckpointWriter> AwqCheckpointWriter::create(const std::string& out_dir,
@@ -62,6 +71,8 @@ Expected<AwqCheckpointWriter> AwqCheckpointWriter::create(const std::string& out
                                                           size_t max_shard_bytes,
                                                           CheckpointFormat format) {
   if (out_dir.empty()) return make_error("checkpoint writer: empty output directory name");
+  if (format == CheckpointFormat::Gguf)
+    return make_error("checkpoint writer: GGUF files are written by GgufModelWriter");
   if (cfg.w_bit < 2 || cfg.w_bit > 8 || cfg.group_size == 0 || cfg.group_size < -1)
     return make_error("checkpoint writer: invalid quantization config (w_bit ", cfg.w_bit,
                       ", group_size ", cfg.group_size, ")");

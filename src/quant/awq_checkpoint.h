@@ -30,9 +30,11 @@
 
 namespace awq {
 
-enum class CheckpointFormat { AutoAwq, CompressedTensors };
-// "autoawq" / "compressed-tensors" -> format; an error listing the names otherwise.
+// Gguf: one llama.cpp GGUF file, written by quant/gguf_export.h (not by this writer).
+enum class CheckpointFormat { AutoAwq, CompressedTensors, Gguf };
+// "autoawq" / "compressed-tensors" / "gguf" -> format; an error listing the names otherwise.
 Expected<CheckpointFormat> parse_checkpoint_format(const std::string& name);
+const char* checkpoint_format_name(CheckpointFormat f);
 
 class AwqCheckpointWriter {
  public:

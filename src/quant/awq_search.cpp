@@ -61,8 +61,9 @@ std::vector<float> awq_scales_for_ratio(const std::vector<float>& x_mean,
   return s;
 }
 
-void quantize_with_scales(Linear& l, const std::vector<float>& s, const QuantConfig& q,
+void quantize_with_scales(Linear& l, const std::vector<float>& s, const SearchOptions& opt,
                           const std::function<void(Linear&)>& prepare) {
+  const QuantConfig& q = opt.q;
   const int K = l.in;
 #pragma omp parallel for
   for (int o = 0; o < l.out; ++o) {
@@ -70,7 +71,8 @@ void quantize_with_scales(Linear& l, const std::vector<float>& s, const QuantCon
     for (int k = 0; k < K; ++k) w[k] *= s[k];
   }
   if (prepare) prepare(l);
-  fake_quantize(l.weight.data(), l.out, K, q);
+  if (opt.quantizer) opt.quantizer(l.weight.data(), l.out, K, s);
+  else fake_quantize(l.weight.data(), l.out, K, q);
 #pragma omp parallel for
   for (int o = 0; o < l.out; ++o) {
     float* w = l.weight.data() + (size_t)o * K;
@@ -206,7 +208,7 @@ ScaleResult search_scales_loss(std::vector<Linear*> linears, const std::vector<f
     for (size_t j = 0; j < linears.size(); ++j) {
       std::function<void(Linear&)> prep;
       if (prepare) prep = [&, j](Linear& l) { prepare((int)j, l, s); };
-      quantize_with_scales(*linears[j], s, opt.q, prep);
+      quantize_with_scales(*linears[j], s, opt, prep);
     }
     const double loss = loss_fn();
     r.losses.push_back(loss);

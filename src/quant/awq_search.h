@@ -40,6 +40,11 @@ struct SearchOptions {
   // Gram (the 10 symmetric shrinks). The final clip is clip_mode.
   ClipMode grid_clip_mode = ClipMode::GramAsym;
   int grid_clip_pair_stride = 2;
+  // When set, the grid search quantizes the scaled weights W [N][K] (columns already multiplied
+  // by s) with this function instead of fake_quantize(q): GGUF export scores every ratio with
+  // the ggml block quantizer it will write, weighted by the importance the scaled inputs x / s
+  // give (quant/ggml_quant.h).
+  std::function<void(float* W, int N, int K, const std::vector<float>& s)> quantizer;
 };
 
 // --grid-clip NAME -> grid_clip_mode / grid_clip_pair_stride; false for an unknown name.
@@ -61,8 +66,8 @@ std::vector<float> awq_scales_for_ratio(const std::vector<float>& x_mean,
 using PrepareFn = std::function<void(int index, Linear& l, const std::vector<float>& s)>;
 
 // Replace each linear's weight by Q(W * s) / s in place (columns scaled); `prepare` (optional)
-// runs on W * s before Q.
-void quantize_with_scales(Linear& l, const std::vector<float>& s, const QuantConfig& q,
+// runs on W * s before Q. Q: opt.quantizer when set, else fake_quantize(opt.q).
+void quantize_with_scales(Linear& l, const std::vector<float>& s, const SearchOptions& opt,
                           const std::function<void(Linear&)>& prepare = nullptr);
 
 struct ScaleResult {

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 #include "core/cancel.h"
 #include "core/flops.h"
@@ -20,6 +21,8 @@
 #include "quant/awq_checkpoint.h"
 #include "quant/awq_pack.h"
 #include "quant/calibration.h"
+#include "quant/ggml_quant.h"
+#include "quant/gguf_export.h"
 #include "quant/resume.h"
 
 namespace awq {
@@ -53,6 +56,32 @@ struct ChannelMean {
   std::vector<float> mean() const {
     std::vector<float> m(sum.size());
     for (size_t k = 0; k < sum.size(); ++k) m[k] = (float)(sum[k] / (double)n);
+    return m;
+  }
+};
+
+// Mean x^2 per channel over all calibration tokens (fp64 sums): the importance of each input
+// channel for GGUF export's block quantizer (quant/ggml_quant.h).
+struct ChannelMeanSq {
+  std::vector<double> sum;
+  int64_t n = 0;
+  void add(const std::vector<float>& x, int width) {
+    if (sum.empty()) sum.assign(width, 0.0);
+    const int64_t rows = (int64_t)x.size() / width;
+    for (int64_t t = 0; t < rows; ++t)
+      for (int k = 0; k < width; ++k) {
+        const double v = x[(size_t)t * width + k];
+        sum[k] += v * v;
+      }
+    n += rows;
+  }
+  // divided by s^2 when the inputs are later divided by the AWQ scales s
+  std::vector<float> mean(const std::vector<float>& s) const {
+    std::vector<float> m(sum.size());
+    for (size_t k = 0; k < sum.size(); ++k) {
+      const double sk = s.empty() ? 1.0 : (double)s[k];
+      m[k] = n > 0 ? (float)(sum[k] / (double)n / (sk * sk)) : 0.0f;
+    }
     return m;
   }
 };
@@ -119,7 +148,7 @@ nlohmann::json options_fingerprint(const QuantizeOptions& o, const CalibBlocks& 
       {"--zero-point", s.q.zero_point},
       {"--modules-to-not-convert", o.modules_to_not_convert},
       {"--threads", num_threads()},  // OpenMP reductions and BLAS splits follow the thread count
-      {"--format", o.format == CheckpointFormat::AutoAwq ? "autoawq" : "compressed-tensors"},
+      {"--format", checkpoint_format_name(o.format)},
       {"input", std::move(input)},
   };
   if (o.method == QuantizeOptions::Method::Awq) {
@@ -247,7 +276,10 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
   if (cfg.quant.present)
     return make_error(model_dir, "/config.json: the model is already quantized (quantization_config present)");
   const QuantConfig& qc = opt.search.q;
-  {
+  // GGUF F16/F32 with RTN quantizes nothing: no group has to fit.
+  const bool plain_gguf = opt.format == CheckpointFormat::Gguf &&
+                          (opt.gguf_type == GGMLType::F16 || opt.gguf_type == GGMLType::F32);
+  if (!(plain_gguf && opt.method == QuantizeOptions::Method::Rtn)) {
     const int ks[3] = {cfg.hidden, cfg.n_heads * cfg.head_dim,
                        cfg.arch->moe ? cfg.moe_intermediate : cfg.intermediate};
     for (int K : ks) {
@@ -295,11 +327,15 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
   ResumeState resume(out_norm + ".resume");
   nlohmann::json fingerprint;
   int start_layer = 0;
-  if (opt.resume_state || opt.resume) {
+  const bool gguf_out = opt.format == CheckpointFormat::Gguf;
+  if (gguf_out && opt.resume)
+    return make_error("--resume is not supported with --format gguf (a GGUF file is written in "
+                      "one piece; rerun without --resume)");
+  if (!gguf_out && (opt.resume_state || opt.resume)) {
     AWQ_ASSIGN(nlohmann::json input, input_fingerprint(input_id));
     fingerprint = options_fingerprint(opt, calib, std::move(input));
   }
-  if (resume.exists()) {
+  if (!gguf_out && resume.exists()) {
     if (opt.resume) {
       AWQ_ASSIGN(start_layer, resume.load(fingerprint));
       if (start_layer < 0 || start_layer > cfg.n_layers)
@@ -318,15 +354,28 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
     std::fprintf(stderr, "resume: no saved state in %s; starting at block 0\n",
                  resume.dir().c_str());
   }
-  AWQ_ASSIGN(AwqCheckpointWriter writer,
-             AwqCheckpointWriter::create(out_dir, qc, opt.overwrite, opt.max_shard_bytes,
-                                         opt.format));
+  // One of the two writers: the checkpoint directory (AutoAWQ / compressed-tensors) or GGUF.
+  std::optional<AwqCheckpointWriter> ckpt;
+  std::optional<GgufModelWriter> gguf;
+  if (gguf_out) {
+    AWQ_ASSIGN(GgufModelWriter g, GgufModelWriter::create(out_dir, cfg, opt.gguf_type, opt.overwrite));
+    gguf.emplace(std::move(g));
+  } else {
+    AWQ_ASSIGN(AwqCheckpointWriter w, AwqCheckpointWriter::create(out_dir, qc, opt.overwrite,
+                                                                  opt.max_shard_bytes, opt.format));
+    ckpt.emplace(std::move(w));
+  }
+  // Unquantized tensors: fp16 in a checkpoint; in GGUF, the type llama.cpp would give them.
+  auto put_plain = [&](const std::string& name, const std::vector<int64_t>& shape,
+                       const float* data) -> Status {
+    return gguf ? gguf->add_tensor(name, shape, data) : ckpt->add_fp16(name, shape, data);
+  };
   // The writer calls of the current block, kept for the resume state.
   BlockRecordedTensors recorded;
-  const bool keep_state = opt.resume_state;
+  const bool keep_state = opt.resume_state && !gguf_out;
   auto add_fp16 = [&](const std::string& name, const std::vector<int64_t>& shape,
                       const float* data) -> Status {
-    AWQ_TRY(writer.add_fp16(name, shape, data));
+    AWQ_TRY(put_plain(name, shape, data));
     if (keep_state) {
       size_t n = 1;
       for (int64_t d : shape) n *= (size_t)d;
@@ -340,7 +389,7 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
   };
   auto add_quantized = [&](const std::string& prefix, QuantizedLinear&& ql,
                            const float* bias) -> Status {
-    AWQ_TRY(writer.add_quantized(prefix, ql, bias));
+    AWQ_TRY(ckpt->add_quantized(prefix, ql, bias));
     if (keep_state) {
       BlockRecordedTensors::Item it;
       it.quantized = true;
@@ -357,9 +406,9 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
     AWQ_ASSIGN(BlockRecordedTensors t, resume.read_block(layer));
     for (auto& it : t.items) {
       if (it.quantized)
-        AWQ_TRY(writer.add_quantized(it.name, it.ql, it.bias.empty() ? nullptr : it.bias.data()));
+        AWQ_TRY(ckpt->add_quantized(it.name, it.ql, it.bias.empty() ? nullptr : it.bias.data()));
       else
-        AWQ_TRY(writer.add_fp16(it.name, it.shape, it.data.data()));
+        AWQ_TRY(ckpt->add_fp16(it.name, it.shape, it.data.data()));
     }
     const nlohmann::json& j = t.report;
     for (const auto& g : j.value("groups", nlohmann::json::array()))
@@ -387,7 +436,7 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
       if (cfg.embed_scale != 1.0f)  // Gemma: the block input is the scaled embedding
         for (int i = 0; i < H; ++i) x[t * H + i] *= cfg.embed_scale;
     }
-    AWQ_TRY(writer.add_fp16("model.embed_tokens.weight", {cfg.vocab, H}, embed.data()));
+    AWQ_TRY(put_plain("model.embed_tokens.weight", {cfg.vocab, H}, embed.data()));
   }
   for (int layer = 0; layer < start_layer; ++layer) {
     AWQ_TRY(check_cancel(opt));
@@ -448,12 +497,14 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
     auto bw = load_block(st, cfg, layer);
     if (!bw) return make_error(model_dir, ": layer ", layer, ": ", bw.error().message);
     BlockWeights& b = *bw;
+    std::vector<float> importance[4];  // GGUF export: mean x^2 per input channel, per Input
     st.release_pages();  // the block is copied out: keep the mapped input's RSS at one block
     if (opt.method == QuantizeOptions::Method::Awq) {
       // 1. fp32 block on all calibration blocks (in chunks): record linear inputs of the
       //    search subset, accumulate mean |x| per channel, and advance x to the block output.
       BlockRecord rec;  // inputs of the first n_search blocks
       ChannelMean m_attn, m_o, m_mlp, m_down;
+      ChannelMeanSq q_attn, q_o, q_mlp, q_down;  // GGUF export only
       const bool clip_gram = opt.search.clip &&
                              opt.search.clip_mode != SearchOptions::ClipMode::Sampled;
       const bool gram_lin = opt.gram_loss || clip_gram;
@@ -485,6 +536,12 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
         m_mlp.add(cr.mlp_in, H);
         if (!moe) m_down.add(cr.down_in, cfg.intermediate);
         else m_exp.add(cr.moe);
+        if (gguf_out) {
+          q_attn.add(cr.attn_in, H);
+          q_o.add(cr.o_in, cfg.n_heads * cfg.head_dim);
+          q_mlp.add(cr.mlp_in, H);
+          if (!moe) q_down.add(cr.down_in, cfg.intermediate);
+        }
         if (gram_lin) {
           gram_o.add(cr.o_in.data(), (int64_t)nb * T);
           if (!moe) gram_down.add(cr.down_in.data(), (int64_t)nb * T);
@@ -666,12 +723,25 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
             if (clipped(g.linears[j])) search_and_apply_clip_gram(l, *gm, &s, co);
           };
         }
+        // GGUF block types: every ratio is scored with the ggml quantizer the file gets,
+        // weighted by the statistics of the scaled inputs x / s.
+        SearchOptions so = opt.search;
+        if (gguf_out && !plain_gguf) {
+          const ChannelMeanSq* qs = in == Input::Attn ? &q_attn
+                                    : in == Input::O  ? &q_o
+                                    : in == Input::Mlp ? &q_mlp : &q_down;
+          const GGMLType gt = opt.gguf_type;
+          so.quantizer = [qs, gt](float* W, int N, int K, const std::vector<float>& s) {
+            const std::vector<float> imp = qs->mean(s);
+            fake_quantize_ggml(gt, W, N, K, imp.data());
+          };
+        }
         ScaleResult r;
         if (g.compare == ScaleGroup::Compare::Linear && opt.gram_loss) {
           const GramLoss& gram = gram_of(in);
           const Linear* l = ls[0];
           const std::vector<float> orig = l->weight;
-          r = search_scales_loss(ls, x_mean, [&] { return gram(*l, orig); }, opt.search, name,
+          r = search_scales_loss(ls, x_mean, [&] { return gram(*l, orig); }, so, name,
                                  tie.empty() ? nullptr : &tie, prep);
         } else {
           std::vector<float> y_ref, y;
@@ -682,7 +752,7 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
                 run(y);
                 return mse(y_ref, y);
               },
-              opt.search, name, tie.empty() ? nullptr : &tie, prep);
+              so, name, tie.empty() ? nullptr : &tie, prep);
         }
         if (!r.note.empty()) {
           std::fprintf(stderr, "warning: %s\n", r.note.c_str());
@@ -732,6 +802,12 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
         for (const auto& n : g.linears) apply_scales_to_linear(b.linear(n), f.s);
         const Input in = input_of(g.linears[0]);
         divide_inputs(record_of(rec, in), b.linear(g.linears[0]).in, f.s);
+      }
+      if (gguf_out) {  // the inputs the scaled weights see: x / s
+        importance[(int)Input::Attn] = q_attn.mean(in_scale[(int)Input::Attn]);
+        importance[(int)Input::O] = q_o.mean(in_scale[(int)Input::O]);
+        importance[(int)Input::Mlp] = q_mlp.mean(in_scale[(int)Input::Mlp]);
+        if (!moe) importance[(int)Input::Down] = q_down.mean(in_scale[(int)Input::Down]);
       }
       // 3. clipping
       if (opt.search.clip) {
@@ -821,6 +897,11 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
         continue;
       }
       rep.params_quantized += (double)K * N;
+      if (gguf) {
+        const std::vector<float>& imp = importance[(int)input_of(n)];
+        AWQ_TRY(gguf->add_linear(prefix, W, N, K, imp.empty() ? nullptr : imp.data(), B));
+        continue;
+      }
       auto ql = quantize_linear(W, N, K, qc);
       if (!ql) return make_error(prefix, ": ", ql.error().message);
       AWQ_TRY(add_quantized(prefix, std::move(*ql), B));
@@ -884,13 +965,18 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
   AWQ_TRY(check_cancel(opt));
   {
     AWQ_ASSIGN(std::vector<float> norm, st.to_f32("model.norm.weight", {H}));
-    AWQ_TRY(writer.add_fp16("model.norm.weight", {H}, norm.data()));
+    AWQ_TRY(put_plain("model.norm.weight", {H}, norm.data()));
     if (st.find("lm_head.weight")) {
       AWQ_ASSIGN(std::vector<float> head, st.to_f32("lm_head.weight", {cfg.vocab, H}));
-      AWQ_TRY(writer.add_fp16("lm_head.weight", {cfg.vocab, H}, head.data()));
+      AWQ_TRY(put_plain("lm_head.weight", {cfg.vocab, H}, head.data()));
     }
   }
-  AWQ_TRY(writer.finish(src_files_dir, cfg.json_text, not_convert));
+  if (gguf) {
+    AWQ_TRY(gguf->finish(src_files_dir));
+    for (const auto& n : gguf->notes()) std::fprintf(stderr, "note: %s\n", n.c_str());
+  } else {
+    AWQ_TRY(ckpt->finish(src_files_dir, cfg.json_text, not_convert));
+  }
   prog.finish();
   if (keep_state || opt.resume) resume.remove();
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();

@@ -11,6 +11,7 @@
 #include "model/forward.h"
 
 #include "core/status.h"
+#include "io/gguf.h"
 #include "quant/awq_checkpoint.h"
 #include "quant/awq_search.h"
 
@@ -39,6 +40,9 @@ struct QuantizeOptions {
   std::vector<std::string> modules_to_not_convert;
   bool overwrite = false;
   CheckpointFormat format = CheckpointFormat::AutoAwq;  // --format (docs/FORMAT.md)
+  // --format gguf: the tensor type of the block linears (quant/gguf_export.h); out_dir is then
+  // the .gguf file. The search's QuantConfig should follow gguf_search_config() for block types.
+  GGMLType gguf_type = GGMLType::Q4_0;
   bool progress = true;
   size_t max_shard_bytes = size_t(2) << 30;
   // Resume (quant/resume.h): after every block, save the state in OUT_DIR.resume (default);

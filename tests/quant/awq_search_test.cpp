@@ -244,7 +244,9 @@ TEST(GramLoss, EqualsTheDirectOutputError) {
   linear_forward(l, x.data(), T, y_ref.data());
   std::vector<float> s(K, 1.0f);
   s[17] = 3.0f;
-  quantize_with_scales(l, s, q);
+  SearchOptions so;
+  so.q = q;
+  quantize_with_scales(l, s, so);
   linear_forward(l, x.data(), T, y.data());
   const double direct = mse(y_ref, y), via_gram = gram(l, orig);
   EXPECT_GT(direct, 0.0);
