@@ -268,8 +268,16 @@ std::vector<PhaseWork> block_phase_work(const ModelConfig& c, const QuantizeOpti
 
 Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::string& src_files_dir,
                                      const std::string& out_dir, const std::string& input_id,
-                                     const QuantizeOptions& opt) {
+                                     const QuantizeOptions& opt_in) {
   const auto t_start = std::chrono::steady_clock::now();
+  QuantizeOptions opt = opt_in;
+  // GGUF block types: no clipping search. The ggml quantizer's own importance-weighted scale
+  // search (which every grid ratio is scored with) already chooses each block's range; the
+  // clipping search's thresholds, found on our int grid, made SmolLM2 Q4_0 worse
+  // (docs/RESULTS.md, "GGUF export read by llama.cpp").
+  if (opt.format == CheckpointFormat::Gguf && opt.gguf_type != GGMLType::F16 &&
+      opt.gguf_type != GGMLType::F32)
+    opt.search.clip = false;
   const uint64_t flops_start = flops_done();
   QuantizeReport rep;
   AWQ_ASSIGN(ModelConfig cfg, load_model_config(model_dir));
