@@ -18,7 +18,7 @@
 # Protocol: llama-perplexity -c 2048 on wiki.test.raw (llama.cpp's: second half of each window
 # scored), CHUNKS windows (0 = the whole file); KL vs fp16 on the first KL_CHUNKS windows.
 # Usage: scripts/check_gguf_llamacpp.sh [FP_DIR]   env: CHUNKS (0), KL_CHUNKS (8), THREADS (2),
-#        TYPES ("q4_0 q4_1"), KTYPES ("q4_k_m"), W (out/gguf-check)     Prints a markdown table; resumable.
+#        TYPES ("q4_0 q4_1"), KTYPES ("q4_k_m"; empty = none), W (out/gguf-check)     Prints a markdown table; resumable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FP=${1:-models/smollm2-fp32}
@@ -26,7 +26,7 @@ CHUNKS=${CHUNKS:-0}
 KL_CHUNKS=${KL_CHUNKS:-8}
 T=${THREADS:-2}
 TYPES=${TYPES:-q4_0 q4_1}
-KTYPES=${KTYPES:-q4_k_m}
+KTYPES=${KTYPES-q4_k_m}
 W=${W:-out/gguf-check}
 WIKI=${WIKI:-../shared/data/wikitext-2-raw/wiki.test.raw}
 AWQ=${BUILD:-build}/awq
