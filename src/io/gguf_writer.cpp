@@ -73,30 +73,18 @@ void GGUFWriter::abort() {
 void GGUFWriter::put(const std::string& key, std::string bytes) {
   kv_.push_back({key, std::move(bytes)});
 }
-void GGUFWriter::set_u32(const std::string& k, uint32_t v) {
-  std::string s = tagged(GGUFValueType::U32);
+template <class T>
+void GGUFWriter::put_scalar(const std::string& k, GGUFValueType t, T v) {
+  std::string s = tagged(t);
   append_pod(s, v);
-  put(k, s);
+  put(k, std::move(s));
 }
-void GGUFWriter::set_i32(const std::string& k, int32_t v) {
-  std::string s = tagged(GGUFValueType::I32);
-  append_pod(s, v);
-  put(k, s);
-}
-void GGUFWriter::set_u64(const std::string& k, uint64_t v) {
-  std::string s = tagged(GGUFValueType::U64);
-  append_pod(s, v);
-  put(k, s);
-}
-void GGUFWriter::set_f32(const std::string& k, float v) {
-  std::string s = tagged(GGUFValueType::F32);
-  append_pod(s, v);
-  put(k, s);
-}
+void GGUFWriter::set_u32(const std::string& k, uint32_t v) { put_scalar(k, GGUFValueType::U32, v); }
+void GGUFWriter::set_i32(const std::string& k, int32_t v) { put_scalar(k, GGUFValueType::I32, v); }
+void GGUFWriter::set_u64(const std::string& k, uint64_t v) { put_scalar(k, GGUFValueType::U64, v); }
+void GGUFWriter::set_f32(const std::string& k, float v) { put_scalar(k, GGUFValueType::F32, v); }
 void GGUFWriter::set_bool(const std::string& k, bool v) {
-  std::string s = tagged(GGUFValueType::BOOL);
-  append_pod<uint8_t>(s, v ? 1 : 0);
-  put(k, s);
+  put_scalar<uint8_t>(k, GGUFValueType::BOOL, v ? 1 : 0);
 }
 void GGUFWriter::set_string(const std::string& k, const std::string& v) {
   std::string s = tagged(GGUFValueType::STRING);
@@ -110,19 +98,19 @@ void GGUFWriter::set_string_array(const std::string& k, const std::vector<std::s
   for (const auto& x : v) append_str(s, x);
   put(k, s);
 }
-void GGUFWriter::set_i32_array(const std::string& k, const std::vector<int32_t>& v) {
+template <class T>
+void GGUFWriter::put_array(const std::string& k, GGUFValueType elem, const std::vector<T>& v) {
   std::string s = tagged(GGUFValueType::ARRAY);
-  append_pod<uint32_t>(s, (uint32_t)GGUFValueType::I32);
+  append_pod<uint32_t>(s, (uint32_t)elem);
   append_pod<uint64_t>(s, v.size());
-  for (int32_t x : v) append_pod(s, x);
-  put(k, s);
+  for (const T& x : v) append_pod(s, x);
+  put(k, std::move(s));
+}
+void GGUFWriter::set_i32_array(const std::string& k, const std::vector<int32_t>& v) {
+  put_array(k, GGUFValueType::I32, v);
 }
 void GGUFWriter::set_f32_array(const std::string& k, const std::vector<float>& v) {
-  std::string s = tagged(GGUFValueType::ARRAY);
-  append_pod<uint32_t>(s, (uint32_t)GGUFValueType::F32);
-  append_pod<uint64_t>(s, v.size());
-  for (float x : v) append_pod(s, x);
-  put(k, s);
+  put_array(k, GGUFValueType::F32, v);
 }
 
 Status GGUFWriter::add_tensor(const std::string& name, GGMLType type,

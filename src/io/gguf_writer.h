@@ -61,6 +61,10 @@ class GGUFWriter {
     uint64_t offset;
   };
   void put(const std::string& key, std::string bytes);
+  template <class T>
+  void put_scalar(const std::string& key, GGUFValueType t, T v);
+  template <class T>
+  void put_array(const std::string& key, GGUFValueType elem, const std::vector<T>& v);
   std::string out_, tmp_, data_tmp_;
   bool overwrite_ = false, done_ = false;
   FILE* data_ = nullptr;

@@ -35,12 +35,17 @@ double werr(const float* x, const float* w, const int* L, float d, float m) {
   return e;
 }
 
-// ---- Q4_0: x = (q - 8) * d, q in 0..15 (codes L = q - 8 in -8..7) -------------------------
-void ref_q4_0(const float* x, int* L, float* d_out) {
+// The value of largest magnitude (0 for an all-zero block).
+float signed_max(const float* x) {
   float amax = 0, mx = 0;
   for (int j = 0; j < QK; ++j)
     if (std::fabs(x[j]) > amax) amax = std::fabs(x[j]), mx = x[j];
-  const float d = mx / -8.0f, id = d != 0 ? 1.0f / d : 0.0f;
+  return mx;
+}
+
+// ---- Q4_0: x = (q - 8) * d, q in 0..15 (codes L = q - 8 in -8..7) -------------------------
+void ref_q4_0(const float* x, int* L, float* d_out) {
+  const float d = signed_max(x) / -8.0f, id = d != 0 ? 1.0f / d : 0.0f;
   for (int j = 0; j < QK; ++j) L[j] = std::min(15, (int)(x[j] * id + 8.5f)) - 8;
   *d_out = round_fp16(d);
 }
@@ -62,10 +67,8 @@ void search_sym(const float* x, const float* w, int lo, int hi, float nmax_ref, 
   std::copy(ref_L, ref_L + QK, best_L);
   *best_d = ref_d;
   double best = werr(x, w, ref_L, ref_d, 0);
-  float amax = 0, mx = 0;
-  for (int j = 0; j < QK; ++j)
-    if (std::fabs(x[j]) > amax) amax = std::fabs(x[j]), mx = x[j];
-  if (amax == 0) return;
+  const float mx = signed_max(x);
+  if (mx == 0) return;
   int L[QK];
   auto consider = [&](float d) {
     const float d16 = round_fp16(d);
@@ -169,11 +172,33 @@ void pack_q4(const int* q /* 0..15 */, uint8_t* qs) {
   for (int j = 0; j < 16; ++j) qs[j] = (uint8_t)(q[j] | (q[j + 16] << 4));
 }
 
+// One block of t in ggml's layout from its codes L (Q4_0: -8..7, Q4_1: 0..15, Q8_0: -127..127)
+// and its scale d (and offset m for Q4_1), both fp16-representable.
+void store_block(GGMLType t, const int* L, float d, float m, uint8_t* out) {
+  if (t == GGMLType::Q4_0) {
+    Q40 b;
+    int q[QK];
+    for (int j = 0; j < QK; ++j) q[j] = L[j] + 8;
+    b.d = f32_to_fp16(d);
+    pack_q4(q, b.qs);
+    std::memcpy(out, &b, sizeof b);
+  } else if (t == GGMLType::Q4_1) {
+    Q41 b;
+    b.d = f32_to_fp16(d), b.m = f32_to_fp16(m);
+    pack_q4(L, b.qs);
+    std::memcpy(out, &b, sizeof b);
+  } else {  // Q8_0
+    Q80 b;
+    b.d = f32_to_fp16(d);
+    for (int j = 0; j < QK; ++j) b.qs[j] = (int8_t)L[j];
+    std::memcpy(out, &b, sizeof b);
+  }
+}
+
 }  // namespace
 
 bool ggml_can_quantize(GGMLType t) {
-  return t == GGMLType::F32 || t == GGMLType::F16 || t == GGMLType::Q8_0 ||
-         t == GGMLType::Q4_0 || t == GGMLType::Q4_1;
+  return t == GGMLType::F32 || t == GGMLType::F16 || ggml_is_block_type(t);
 }
 
 size_t ggml_row_bytes(GGMLType t, int64_t n) {
@@ -182,32 +207,18 @@ size_t ggml_row_bytes(GGMLType t, int64_t n) {
   return (size_t)(n / be) * bb;
 }
 
+bool ggml_is_block_type(GGMLType t) {
+  return t == GGMLType::Q8_0 || t == GGMLType::Q4_0 || t == GGMLType::Q4_1;
+}
+
 void quantize_block_reference(GGMLType t, const float* x, uint8_t* out) {
   int L[QK];
-  if (t == GGMLType::Q4_0) {
-    Q40 b;
-    float d;
-    ref_q4_0(x, L, &d);
-    int q[QK];
-    for (int j = 0; j < QK; ++j) q[j] = L[j] + 8;
-    b.d = f32_to_fp16(d);
-    pack_q4(q, b.qs);
-    std::memcpy(out, &b, sizeof b);
-  } else if (t == GGMLType::Q4_1) {
-    Q41 b;
-    float d, m;
-    ref_q4_1(x, L, &d, &m);
-    b.d = f32_to_fp16(d), b.m = f32_to_fp16(m);
-    pack_q4(L, b.qs);
-    std::memcpy(out, &b, sizeof b);
-  } else if (t == GGMLType::Q8_0) {
-    Q80 b;
-    float d;
-    ref_q8_0(x, L, &d);
-    b.d = f32_to_fp16(d);
-    for (int j = 0; j < QK; ++j) b.qs[j] = (int8_t)L[j];
-    std::memcpy(out, &b, sizeof b);
-  }
+  float d = 0, m = 0;
+  if (t == GGMLType::Q4_0) ref_q4_0(x, L, &d);
+  else if (t == GGMLType::Q4_1) ref_q4_1(x, L, &d, &m);
+  else if (t == GGMLType::Q8_0) ref_q8_0(x, L, &d);
+  else return;
+  store_block(t, L, d, m, out);
 }
 
 Status quantize_row_ggml(GGMLType t, const float* x, int64_t n, const float* imp, uint8_t* out) {
@@ -242,33 +253,17 @@ Status quantize_row_ggml(GGMLType t, const float* x, int64_t n, const float* imp
       sw += w[j];
     }
     if (!(sw > 0)) std::fill(w, w + QK, 1.0f);  // channels never active: plain squared error
-    uint8_t* ob = out + (size_t)(b0 / QK) * bb;
-    if (t == GGMLType::Q4_0) {
-      float rd, d;
-      ref_q4_0(xb, R, &rd);
-      search_sym(xb, w, -8, 7, 8.0f, L, &d, R, rd);
-      Q40 b;
-      int q[QK];
-      for (int j = 0; j < QK; ++j) q[j] = L[j] + 8;
-      b.d = f32_to_fp16(d);
-      pack_q4(q, b.qs);
-      std::memcpy(ob, &b, sizeof b);
-    } else if (t == GGMLType::Q4_1) {
-      float d, m;
+    float d = 0, m = 0;
+    if (t == GGMLType::Q4_1) {
       search_q4_1(xb, w, L, &d, &m);
-      Q41 b;
-      b.d = f32_to_fp16(d), b.m = f32_to_fp16(m);
-      pack_q4(L, b.qs);
-      std::memcpy(ob, &b, sizeof b);
-    } else {  // Q8_0
-      float rd, d;
-      ref_q8_0(xb, R, &rd);
-      search_sym(xb, w, -127, 127, 127.0f, L, &d, R, rd);
-      Q80 b;
-      b.d = f32_to_fp16(d);
-      for (int j = 0; j < QK; ++j) b.qs[j] = (int8_t)L[j];
-      std::memcpy(ob, &b, sizeof b);
+    } else {
+      const bool q4 = t == GGMLType::Q4_0;
+      float rd;
+      if (q4) ref_q4_0(xb, R, &rd);
+      else ref_q8_0(xb, R, &rd);
+      search_sym(xb, w, q4 ? -8 : -127, q4 ? 7 : 127, q4 ? 8.0f : 127.0f, L, &d, R, rd);
     }
+    store_block(t, L, d, m, out + (size_t)(b0 / QK) * bb);
   }
   return Status::Ok();
 }

@@ -23,6 +23,8 @@ namespace awq {
 
 // True for the types quantize_row_ggml() writes: F32, F16, Q8_0, Q4_0, Q4_1.
 bool ggml_can_quantize(GGMLType t);
+// Q4_0, Q4_1, Q8_0 (quantized in 32-weight blocks), as opposed to F16/F32 (stored as they are).
+bool ggml_is_block_type(GGMLType t);
 // Bytes of one row of n elements (n a multiple of the type's block size).
 size_t ggml_row_bytes(GGMLType t, int64_t n);
 

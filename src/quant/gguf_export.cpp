@@ -198,7 +198,7 @@ Status GgufModelWriter::add_tensor(const std::string& hf, const std::vector<int6
   const int64_t N = shape[0], K = shape[1];
   const bool embed = hf == "model.embed_tokens.weight";
   const bool output = hf == "lm_head.weight" || (cfg_.tie_embeddings && embed);
-  const bool plain = type_ == GGMLType::F32 || type_ == GGMLType::F16;
+  const bool plain = !ggml_is_block_type(type_);
   GGMLType t = type_;
   if (output && !plain && t != GGMLType::Q8_0) {
     t = GGMLType::Q8_0;

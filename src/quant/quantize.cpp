@@ -42,27 +42,11 @@ std::string join(const std::vector<std::string>& v) {
   return s;
 }
 
-// Accumulates mean |x| per channel over all calibration tokens (fp64 sums).
+// Accumulates mean |x| (or, with square, mean x^2) per channel over all calibration tokens
+// (fp64 sums). Mean x^2 is the importance of each input channel for GGUF export's block
+// quantizer (quant/ggml_quant.h).
 struct ChannelMean {
-  std::vector<double> sum;
-  int64_t n = 0;
-  void add(const std::vector<float>& x, int width) {
-    if (sum.empty()) sum.assign(width, 0.0);
-    const int64_t rows = (int64_t)x.size() / width;
-    for (int64_t t = 0; t < rows; ++t)
-      for (int k = 0; k < width; ++k) sum[k] += std::fabs(x[(size_t)t * width + k]);
-    n += rows;
-  }
-  std::vector<float> mean() const {
-    std::vector<float> m(sum.size());
-    for (size_t k = 0; k < sum.size(); ++k) m[k] = (float)(sum[k] / (double)n);
-    return m;
-  }
-};
-
-// Mean x^2 per channel over all calibration tokens (fp64 sums): the importance of each input
-// channel for GGUF export's block quantizer (quant/ggml_quant.h).
-struct ChannelMeanSq {
+  bool square = false;
   std::vector<double> sum;
   int64_t n = 0;
   void add(const std::vector<float>& x, int width) {
@@ -71,16 +55,17 @@ struct ChannelMeanSq {
     for (int64_t t = 0; t < rows; ++t)
       for (int k = 0; k < width; ++k) {
         const double v = x[(size_t)t * width + k];
-        sum[k] += v * v;
+        sum[k] += square ? v * v : std::fabs(v);
       }
     n += rows;
   }
-  // divided by s^2 when the inputs are later divided by the AWQ scales s
-  std::vector<float> mean(const std::vector<float>& s) const {
+  std::vector<float> mean() const { return mean_scaled({}); }
+  // mean x^2 of the inputs divided by the AWQ scales s: divided by s^2
+  std::vector<float> mean_scaled(const std::vector<float>& s) const {
     std::vector<float> m(sum.size());
     for (size_t k = 0; k < sum.size(); ++k) {
       const double sk = s.empty() ? 1.0 : (double)s[k];
-      m[k] = n > 0 ? (float)(sum[k] / (double)n / (sk * sk)) : 0.0f;
+      m[k] = (float)(sum[k] / (double)n / (sk * sk));
     }
     return m;
   }
@@ -271,13 +256,13 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
                                      const QuantizeOptions& opt_in) {
   const auto t_start = std::chrono::steady_clock::now();
   QuantizeOptions opt = opt_in;
+  const bool gguf_out = opt.format == CheckpointFormat::Gguf;
+  const bool plain_gguf = gguf_out && !ggml_is_block_type(opt.gguf_type);  // F16/F32
   // GGUF block types: no clipping search. The ggml quantizer's own importance-weighted scale
   // search (which every grid ratio is scored with) already chooses each block's range; the
   // clipping search's thresholds, found on our int grid, made SmolLM2 Q4_0 worse
   // (docs/RESULTS.md, "GGUF export read by llama.cpp").
-  if (opt.format == CheckpointFormat::Gguf && opt.gguf_type != GGMLType::F16 &&
-      opt.gguf_type != GGMLType::F32)
-    opt.search.clip = false;
+  if (gguf_out && !plain_gguf) opt.search.clip = false;
   const uint64_t flops_start = flops_done();
   QuantizeReport rep;
   AWQ_ASSIGN(ModelConfig cfg, load_model_config(model_dir));
@@ -285,8 +270,6 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
     return make_error(model_dir, "/config.json: the model is already quantized (quantization_config present)");
   const QuantConfig& qc = opt.search.q;
   // GGUF F16/F32 with RTN quantizes nothing: no group has to fit.
-  const bool plain_gguf = opt.format == CheckpointFormat::Gguf &&
-                          (opt.gguf_type == GGMLType::F16 || opt.gguf_type == GGMLType::F32);
   if (!(plain_gguf && opt.method == QuantizeOptions::Method::Rtn)) {
     const int ks[3] = {cfg.hidden, cfg.n_heads * cfg.head_dim,
                        cfg.arch->moe ? cfg.moe_intermediate : cfg.intermediate};
@@ -335,7 +318,6 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
   ResumeState resume(out_norm + ".resume");
   nlohmann::json fingerprint;
   int start_layer = 0;
-  const bool gguf_out = opt.format == CheckpointFormat::Gguf;
   if (gguf_out && opt.resume)
     return make_error("--resume is not supported with --format gguf (a GGUF file is written in "
                       "one piece; rerun without --resume)");
@@ -512,7 +494,7 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
       //    search subset, accumulate mean |x| per channel, and advance x to the block output.
       BlockRecord rec;  // inputs of the first n_search blocks
       ChannelMean m_attn, m_o, m_mlp, m_down;
-      ChannelMeanSq q_attn, q_o, q_mlp, q_down;  // GGUF export only
+      ChannelMean q_attn{true}, q_o{true}, q_mlp{true}, q_down{true};  // GGUF export only
       const bool clip_gram = opt.search.clip &&
                              opt.search.clip_mode != SearchOptions::ClipMode::Sampled;
       const bool gram_lin = opt.gram_loss || clip_gram;
@@ -735,12 +717,12 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
         // weighted by the statistics of the scaled inputs x / s.
         SearchOptions so = opt.search;
         if (gguf_out && !plain_gguf) {
-          const ChannelMeanSq* qs = in == Input::Attn ? &q_attn
+          const ChannelMean* qs = in == Input::Attn ? &q_attn
                                     : in == Input::O  ? &q_o
                                     : in == Input::Mlp ? &q_mlp : &q_down;
           const GGMLType gt = opt.gguf_type;
           so.quantizer = [qs, gt](float* W, int N, int K, const std::vector<float>& s) {
-            const std::vector<float> imp = qs->mean(s);
+            const std::vector<float> imp = qs->mean_scaled(s);
             fake_quantize_ggml(gt, W, N, K, imp.data());
           };
         }
@@ -812,10 +794,10 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
         divide_inputs(record_of(rec, in), b.linear(g.linears[0]).in, f.s);
       }
       if (gguf_out) {  // the inputs the scaled weights see: x / s
-        importance[(int)Input::Attn] = q_attn.mean(in_scale[(int)Input::Attn]);
-        importance[(int)Input::O] = q_o.mean(in_scale[(int)Input::O]);
-        importance[(int)Input::Mlp] = q_mlp.mean(in_scale[(int)Input::Mlp]);
-        if (!moe) importance[(int)Input::Down] = q_down.mean(in_scale[(int)Input::Down]);
+        importance[(int)Input::Attn] = q_attn.mean_scaled(in_scale[(int)Input::Attn]);
+        importance[(int)Input::O] = q_o.mean_scaled(in_scale[(int)Input::O]);
+        importance[(int)Input::Mlp] = q_mlp.mean_scaled(in_scale[(int)Input::Mlp]);
+        if (!moe) importance[(int)Input::Down] = q_down.mean_scaled(in_scale[(int)Input::Down]);
       }
       // 3. clipping
       if (opt.search.clip) {
