@@ -23,6 +23,32 @@ def test_autoawq_example_script_matches_cli(tiny_model, tmp_path):
     assert a and a == b
 
 
+def test_autoawq_example_script_on_smollm2_matches_cli(smollm2_dir, tmp_path):
+    """The same example on the real model. Two substitutions, both visible here: SmolLM2's hidden
+    size 576 is not a multiple of 128, so q_group_size 128 becomes 64 (`awq quantize` refuses g128
+    there, as AutoAWQ's packer would), and max_calib_samples=4, apply_clip=False keep `make test`
+    short (~30 s per run instead of ~10 min on 2 cores; the clip search is compared byte for byte
+    on the tiny model above)."""
+    pytest.importorskip("transformers")
+    src = open(os.path.join(HERE, "autoawq_quantize_example.py")).read()
+    script = src.replace('"q_group_size": 128', '"q_group_size": 64').replace(
+        "model.quantize(tokenizer, quant_config=quant_config)",
+        "model.quantize(tokenizer, quant_config=quant_config, max_calib_samples=4, apply_clip=False)")
+    assert script.count('"q_group_size": 64') == 1 and script.count("apply_clip=False)") == 1
+    (tmp_path / "example.py").write_text(script)
+    out = tmp_path / "py"
+    r = subprocess.run([sys.executable, tmp_path / "example.py", smollm2_dir, out],
+                       capture_output=True, text=True, env={**os.environ, "AWQ_PROGRESS": "0"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    run_awq("quantize", smollm2_dir, tmp_path / "cli", "--group-size", "64", "--n-samples", "4",
+            "--no-clip")
+    a, b = files_of(out), files_of(tmp_path / "cli")
+    assert a and a == b
+    # tokenizer.save_pretrained wrote a tokenizer our engine reads back
+    assert Model(str(out)).tokenize("The capital of France") == \
+        Model(smollm2_dir).tokenize("The capital of France")
+
+
 def test_autoawq_api_without_transformers(tiny_model, tmp_path):
     """The same calls as the example with tokenizer=None (no transformers needed), plus the
     AutoAWQ argument names that map to awq quantize flags."""

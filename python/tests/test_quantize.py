@@ -123,7 +123,11 @@ def test_sigint_raises_keyboard_interrupt_and_leaves_nothing(tmp_path):
     model = make_synthetic(tmp_path / "m", layers=8, hidden=512, intermediate=1536)
     out = tmp_path / "out"
     child = textwrap.dedent(f"""
-        import os, sys, awq_cpp
+        import os, signal, sys, awq_cpp
+        # Python installs its KeyboardInterrupt handler only when SIGINT is not inherited as
+        # ignored, and a job started in the background (`make test &`, nohup) inherits SIG_IGN:
+        # restore what an interactive Python has.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         def progress(done, total):
             if done >= 1:
                 print("block-done", flush=True)
