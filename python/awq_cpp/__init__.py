@@ -16,9 +16,10 @@ See docs/PYTHON.md.
 from ._errors import check_path
 from ._model import GenerationStream, Model, PerplexityResult
 from ._quantize import quantize
+from ._serve import Server, serve
 from .autoawq import AutoAWQForCausalLM
 
 __version__ = "0.1.0"
 
-__all__ = ["AutoAWQForCausalLM", "GenerationStream", "Model", "PerplexityResult", "quantize",
-           "__version__"]
+__all__ = ["AutoAWQForCausalLM", "GenerationStream", "Model", "PerplexityResult", "Server", "quantize",
+           "serve", "__version__"]

@@ -51,6 +51,34 @@ def quantize(
     is left behind).
     """
 
+class Server:
+    """A running `awq serve` process (`serve(..., block=False)`); a context manager."""
+    process: Any
+    host: str
+    port: int
+    url: str
+    base_url: str
+    @property
+    def log(self) -> list[str]: ...
+    def running(self) -> bool: ...
+    def stop(self, timeout: float = 30.0) -> int: ...
+    def __enter__(self) -> "Server": ...
+    def __exit__(self, *exc: Any) -> None: ...
+
+def serve(model: PathLike, *, host: str = "127.0.0.1", port: int = 8080, parallel: int = 32,
+          ctx: int = 4096, kv_cache_mb: float = 1024, threads: Optional[int] = None,
+          api_key: Optional[str] = None, max_queue: int = 256,
+          served_model_name: Optional[str] = None, extra_args: Sequence[str] = (),
+          block: bool = True, start_timeout: float = 300.0,
+          quiet: bool = False) -> Union[int, Server]:
+    """`awq serve` (OpenAI-compatible, continuous batching; docs/SERVING.md) from Python.
+
+    block=True: run until the server exits (Ctrl-C stops it cleanly); returns the exit code.
+    block=False: return a `Server` once /health answers (port=0: any free port).
+    Raises FileNotFoundError (model), TypeError / ValueError naming the argument,
+    RuntimeError with the server's message if it exits during start-up.
+    """
+
 class PerplexityResult:
     """The fields `awq ppl --json` prints."""
     ppl: float
