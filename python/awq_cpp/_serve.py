@@ -15,6 +15,7 @@ import time
 import urllib.request
 
 from ._errors import check_int, check_path
+from .cli import require_binary
 
 _START_LINE = re.compile(r"awq serve: .* on http://([^:\s]+):(\d+)")
 
@@ -101,12 +102,9 @@ def serve(model, *, host="127.0.0.1", port=8080, parallel=32, ctx=4096, kv_cache
     free port (`Server.port`). quiet=True keeps the server's log lines off sys.stderr (they stay
     in `Server.log`). A server that exits during start-up raises RuntimeError with its message.
     """
-    from .cli import binary_path
     args = _args(model, host, port, parallel, ctx, kv_cache_mb, threads, api_key, max_queue,
                  served_model_name, extra_args)
-    exe = binary_path()
-    if not os.access(exe, os.X_OK):
-        raise RuntimeError(f"the awq binary is missing from the package ({exe}); reinstall awq-cpp")
+    exe = require_binary()
     if block:
         proc = subprocess.Popen([exe] + args)
         try:

@@ -8,11 +8,19 @@ def binary_path():
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "bin", "awq")
 
 
-def main():
+def require_binary():
+    """binary_path(), or RuntimeError if the package lost its binary."""
     exe = binary_path()
     if not os.access(exe, os.X_OK):
-        sys.stderr.write(f"error: the awq binary is missing from the package ({exe}); "
-                         "reinstall awq-cpp\n")
+        raise RuntimeError(f"the awq binary is missing from the package ({exe}); reinstall awq-cpp")
+    return exe
+
+
+def main():
+    try:
+        exe = require_binary()
+    except RuntimeError as e:
+        sys.stderr.write(f"error: {e}\n")
         return 1
     sys.stdout.flush()
     sys.stderr.flush()
