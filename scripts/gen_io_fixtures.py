@@ -291,17 +291,18 @@ def gen_tiny_llama():
 
 
 def gen_moe_meta():
-    """llama_moe_meta.gguf: llama metadata of a mixture-of-experts model (llama.cpp writes
-    Mixtral as "llama" with expert_count); no tensors. `awq convert` must refuse it by key."""
-    w = gguf.GGUFWriter(path("llama_moe_meta.gguf"), "llama")
-    w.add_uint32("llama.embedding_length", 64)
-    w.add_uint32("llama.feed_forward_length", 128)
-    w.add_uint32("llama.block_count", 2)
-    w.add_uint32("llama.attention.head_count", 4)
-    w.add_uint32("llama.attention.head_count_kv", 2)
-    w.add_uint32("llama.expert_count", 8)
-    w.add_uint32("llama.expert_used_count", 2)
-    w.add_float32("llama.attention.layer_norm_rms_epsilon", 1e-5)
+    """qwen2_moe_meta.gguf: qwen2 metadata with expert_count (a family whose GGUF we do not read
+    as mixture-of-experts; llama.cpp's Qwen 2-MoE is its own "qwen2moe"); no tensors. `awq
+    convert` must refuse it by key."""
+    w = gguf.GGUFWriter(path("qwen2_moe_meta.gguf"), "qwen2")
+    w.add_uint32("qwen2.embedding_length", 64)
+    w.add_uint32("qwen2.feed_forward_length", 128)
+    w.add_uint32("qwen2.block_count", 2)
+    w.add_uint32("qwen2.attention.head_count", 4)
+    w.add_uint32("qwen2.attention.head_count_kv", 2)
+    w.add_uint32("qwen2.expert_count", 8)
+    w.add_uint32("qwen2.expert_used_count", 2)
+    w.add_float32("qwen2.attention.layer_norm_rms_epsilon", 1e-5)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

@@ -76,6 +76,10 @@ struct MoeNames {
   std::string router;       // under "model.layers.N.": "block_sparse_moe.gate"
   std::string experts;      // expert e's modules are under experts + "<e>.": "block_sparse_moe.experts."
   std::string gate, up, down;  // module names in an expert: "w1", "w3", "w2"
+  // llama.cpp's tensors under "blk.N." (the same for every MoE family it writes): the router
+  // and the experts stacked into one 3-D tensor per projection, [n_experts, rows, cols].
+  std::string gguf_router = "ffn_gate_inp";
+  std::string gguf_gate = "ffn_gate_exps", gguf_up = "ffn_up_exps", gguf_down = "ffn_down_exps";
 };
 
 struct Architecture {

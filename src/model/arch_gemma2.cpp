@@ -45,7 +45,7 @@ const Architecture& gemma2_architecture() {
     Architecture a = gemma3_architecture();
     a.name = "Gemma2ForCausalLM";
     a.model_type = "gemma2";
-    a.gguf_arch = "";  // llama.cpp gemma2 metadata (soft-caps, alternating windows): not read yet
+    a.gguf_arch = "gemma2";
     a.rope_per_layer_type = false;
     a.block_norms = {
         {NormSlot::Attn, "input_layernorm.weight", "attn_norm.weight"},

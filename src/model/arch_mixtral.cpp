@@ -53,8 +53,10 @@ const Architecture& mixtral_architecture() {
     Architecture a = llama_architecture();
     a.name = "MixtralForCausalLM";
     a.model_type = "mixtral";
-    a.gguf_arch = "";  // llama.cpp writes Mixtral as "llama" with ffn_*_exps: not read yet
-    a.gguf_permuted_qk = false;
+    // llama.cpp writes Mixtral as "llama" with expert_count and ffn_*_exps tensors (q/k rows
+    // permuted as for Llama); the converter picks this description for such a file.
+    a.gguf_arch = "";
+    a.gguf_permuted_qk = true;
     arch_detail::make_moe(a, {"block_sparse_moe.gate", "block_sparse_moe.experts.", "w1", "w3", "w2"});
     a.never_quantized = {"lm_head", "gate"};
     a.parse_config = parse_mixtral;

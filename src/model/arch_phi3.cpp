@@ -56,7 +56,7 @@ const Architecture& phi3_architecture() {
     Architecture a = llama_architecture();
     a.name = "Phi3ForCausalLM";
     a.model_type = "phi3";
-    a.gguf_arch = "";  // llama.cpp's phi3 layout (fused attn_qkv, ffn_up = gate|up): not read yet
+    a.gguf_arch = "phi3";  // fused attn_qkv and ffn_up (= gate|up), as the HF checkpoint
     a.gguf_permuted_qk = false;
     a.fused = {
         {"self_attn.qkv_proj", "attn_qkv", {"q_proj", "k_proj", "v_proj"}},

@@ -37,14 +37,28 @@ std::string dump(const ojson& j) {
 
 // ---- tensor names -----------------------------------------------------------------------
 // GGUF name under "blk.N." -> HF name under "model.layers.N.", from the description.
+// Fused modules (Phi-3) are stored fused on both sides; their parts have no tensor of their own.
+// A MoE router maps one to one; the stacked expert tensors are split (expert_tensor()).
 std::map<std::string, std::string> layer_names(const Architecture& a, bool with_bias) {
   std::map<std::string, std::string> m;
   for (const NormName& n : a.block_norms) m[n.gguf] = n.hf;
   for (const LinearName& l : a.linears) {
+    if (a.fused_of(l.name)) continue;
     m[l.gguf + ".weight"] = l.hf + ".weight";
     if (with_bias) m[l.gguf + ".bias"] = l.hf + ".bias";
   }
+  for (const FusedLinear& f : a.fused) m[f.gguf + ".weight"] = f.hf + ".weight";
+  if (a.moe) m[a.moe_names.gguf_router + ".weight"] = a.moe_names.router + ".weight";
   return m;
+}
+
+// A stacked expert tensor "blk.N.<stem>.weight": the expert module's name under "experts.E.".
+std::string expert_module(const Architecture& a, const std::string& stem_weight) {
+  const MoeNames& n = a.moe_names;
+  if (stem_weight == n.gguf_gate + ".weight") return n.gate;
+  if (stem_weight == n.gguf_up + ".weight") return n.up;
+  if (stem_weight == n.gguf_down + ".weight") return n.down;
+  return {};
 }
 
 // ---- metadata helpers -------------------------------------------------------------------
@@ -60,6 +74,7 @@ struct LlamaDims {
   int64_t hidden, inter, layers, n_heads, n_kv_heads, head_dim, vocab, ctx;
   bool head_dim_given;
   float eps, rope_theta;
+  int64_t n_experts = 0, top_k = 0, moe_inter = 0;  // MoE families
 };
 
 Expected<LlamaDims> llama_dims(const GGUFFile& g) {
@@ -69,6 +84,9 @@ Expected<LlamaDims> llama_dims(const GGUFFile& g) {
   LlamaDims d{};
   d.arch = *a;
   d.kp = arch + ".";
+  // llama.cpp writes Mixtral as "llama" plus expert_count (and ffn_*_exps tensors).
+  if (arch == "llama" && opt_int(g, d.kp + "expert_count").value_or(0) > 0)
+    d.arch = &mixtral_architecture();
   const std::string& kp = d.kp;
   AWQ_ASSIGN(d.hidden, g.get_i64(kp + "embedding_length"));
   AWQ_ASSIGN(d.inter, g.get_i64(kp + "feed_forward_length"));
@@ -79,11 +97,24 @@ Expected<LlamaDims> llama_dims(const GGUFFile& g) {
     return make_error(g.path(), ": ", kp, "attention.head_count_kv is a per-layer array; "
                                 "only a single value is supported");
   d.n_kv_heads = opt_int(g, kp + "attention.head_count_kv").value_or(d.n_heads);
-  // llama.cpp writes Mixtral as "llama" with experts (ffn_*_exps tensors): not read yet
-  if (auto e = opt_int(g, kp + "expert_count"); e && *e > 0)
-    return make_error(g.path(), ": ", kp, "expert_count = ", *e,
-                      ": mixture-of-experts GGUF files are not supported yet (convert from the "
-                      "Hugging Face checkpoint instead)");
+  d.n_experts = opt_int(g, kp + "expert_count").value_or(0);
+  if (d.n_experts > 0 && !d.arch->moe)
+    return make_error(g.path(), ": ", kp, "expert_count = ", d.n_experts, ": ", arch,
+                      " with experts is not a family we read (mixture-of-experts GGUF input: "
+                      "llama (Mixtral), qwen3moe)");
+  if (d.arch->moe) {
+    if (d.n_experts <= 0) return make_error(g.path(), ": missing ", kp, "expert_count");
+    AWQ_ASSIGN(d.top_k, g.get_i64(kp + "expert_used_count"));
+    if (d.top_k <= 0 || d.top_k > d.n_experts)
+      return make_error(g.path(), ": ", kp, "expert_used_count = ", d.top_k, " must be in 1..",
+                        d.n_experts);
+    // Qwen 3-MoE: the expert width is its own key; Mixtral's experts are feed_forward_length wide.
+    d.moe_inter = opt_int(g, kp + "expert_feed_forward_length").value_or(0);
+    if (d.moe_inter <= 0) d.moe_inter = opt_int(g, kp + "feed_forward_length").value_or(0);
+    if (auto s = opt_int(g, kp + "expert_shared_count"); s && *s > 0)
+      return make_error(g.path(), ": ", kp, "expert_shared_count = ", *s,
+                        ": shared experts are not implemented");
+  }
   AWQ_ASSIGN(d.eps, g.get_f32(kp + "attention.layer_norm_rms_epsilon"));
   d.rope_theta = g.has(kp + "rope.freq_base") ? *g.get_f32(kp + "rope.freq_base") : 10000.f;
   d.ctx = opt_int(g, kp + "context_length").value_or(2048);
@@ -469,6 +500,34 @@ Status unpermute_qk_rows(float* w, int64_t rows, int64_t cols, int64_t n_heads) 
   return Status::Ok();
 }
 
+std::string arch_label(const GGUFFile& g) {
+  auto a = g.get_string("general.architecture");
+  return a.ok() ? "general.architecture \"" + *a + "\"" : std::string("this file");
+}
+
+// Which layers use the sliding window (llama_hparams::set_swa_pattern): the per-layer flags of
+// attention.sliding_window_pattern, or its period n (layer l slides unless l % n == n - 1;
+// n = 0: every layer), else the family's default period.
+Expected<std::vector<bool>> sliding_layers(const GGUFFile& g, const std::string& kp,
+                                           int64_t layers, int64_t def_period) {
+  const std::string key = kp + "attention.sliding_window_pattern";
+  std::vector<bool> swa(size_t(layers), false);
+  int64_t n = def_period;
+  if (const GGUFValue* v = g.find(key); v && v->type == GGUFValueType::ARRAY) {
+    AWQ_ASSIGN(std::vector<int64_t> flags, g.get_int_array(key));
+    if (int64_t(flags.size()) != layers)
+      return make_error(g.path(), ": ", key, " has ", flags.size(), " entries for ", layers,
+                        " layers");
+    for (size_t l = 0; l < flags.size(); ++l) swa[l] = flags[l] != 0;
+    return swa;
+  } else if (v) {
+    AWQ_ASSIGN(n, g.get_i64(key));
+    if (n < 0) return make_error(g.path(), ": ", key, " = ", n, " must be >= 0");
+  }
+  for (int64_t l = 0; l < layers; ++l) swa[size_t(l)] = n == 0 || l % n < n - 1;
+  return swa;
+}
+
 Expected<std::string> build_config_json(const GGUFFile& g, DType dtype) {
   AWQ_ASSIGN(LlamaDims d, llama_dims(g));
   const Architecture& a = *d.arch;
@@ -483,23 +542,66 @@ Expected<std::string> build_config_json(const GGUFFile& g, DType dtype) {
   c["num_key_value_heads"] = d.n_kv_heads;
   if (d.head_dim_given) c["head_dim"] = d.head_dim;
   if (a.norm == NormKind::RmsPlusOne) {
-    // Gemma 3: what llama.cpp assumes for this architecture (and Transformers' defaults):
-    // GELU-tanh, every 6th layer global, local RoPE base 10000, query scale head_dim^-1/2.
+    // Gemma 2 / 3, as llama.cpp runs them (src/models/gemma2.cpp, gemma3.cpp) where the file is
+    // silent: GELU-tanh; sliding layers from attention.sliding_window_pattern, else every 2nd
+    // (Gemma 2) or 6th (Gemma 3) layer global; query scale head_dim^-1/2 (Gemma 2 27B, 46
+    // layers: (hidden / heads)^-1/2); Gemma 3's local RoPE base 10000 unless rope.freq_base_swa.
+    const bool g2 = a.model_type == "gemma2";
     c["hidden_activation"] = "gelu_pytorch_tanh";
-    c["query_pre_attn_scalar"] = d.head_dim;
-    c["rope_local_base_freq"] = 10000.0;
-    if (auto w = opt_int(g, kp + "attention.sliding_window")) c["sliding_window"] = *w;
-    else return make_error(g.path(), ": missing ", kp, "attention.sliding_window");
+    c["query_pre_attn_scalar"] = g2 && d.layers == 46 ? d.hidden / d.n_heads : d.head_dim;
+    if (!g2) {
+      c["rope_local_base_freq"] =
+          g.has(kp + "rope.freq_base_swa") ? double(*g.get_f32(kp + "rope.freq_base_swa")) : 10000.0;
+    }
+    auto w = opt_int(g, kp + "attention.sliding_window");
+    if (!w && g2) w = 4096;  // llama.cpp's Gemma 2 default
+    AWQ_ASSIGN(std::vector<bool> swa, sliding_layers(g, kp, d.layers, g2 ? 2 : 6));
     ojson types = ojson::array();
     for (int64_t l = 0; l < d.layers; ++l)
-      types.push_back((l + 1) % 6 ? "sliding_attention" : "full_attention");
+      types.push_back(w && *w > 0 && swa[size_t(l)] ? "sliding_attention" : "full_attention");
+    c["sliding_window"] = w && *w > 0 ? ojson(*w) : ojson(nullptr);
     c["layer_types"] = types;
-    c["final_logit_softcapping"] = nullptr;
-    c["attn_logit_softcapping"] = nullptr;
+    auto cap = [&](const char* key, double def) -> ojson {
+      if (!g.has(kp + key)) return def > 0 ? ojson(def) : ojson(nullptr);
+      const float v = *g.get_f32(kp + key);
+      return v > 0 ? ojson(double(v)) : ojson(nullptr);
+    };
+    c["final_logit_softcapping"] = cap("final_logit_softcapping", g2 ? 30.0 : 0.0);
+    c["attn_logit_softcapping"] = g2 ? cap("attn_logit_softcapping", 50.0) : ojson(nullptr);
   } else {
     c["hidden_act"] = "silu";
   }
-  if (a.model_type == "qwen2" || a.model_type == "qwen3") c["use_sliding_window"] = false;
+  // Partial rotary: Phi-3's rope.dimension_count < head_dim; other families rotate whole heads.
+  if (auto rd = opt_int(g, kp + "rope.dimension_count"); rd && *rd != d.head_dim) {
+    if (a.model_type != "phi3" || *rd <= 0 || *rd > d.head_dim || *rd % 2)
+      return make_error(g.path(), ": ", kp, "rope.dimension_count = ", *rd, " with head_dim ",
+                        d.head_dim, ": partial rotary is not implemented for ", arch_label(g));
+    c["partial_rotary_factor"] = double(*rd) / double(d.head_dim);
+  }
+  if (a.model_type == "phi3") {
+    auto w = opt_int(g, kp + "attention.sliding_window");
+    // Written by the converter from the HF config; llama.cpp itself currently runs Phi-3 without
+    // it (src/models/phi3.cpp), Transformers with it: the HF directory keeps the model's own.
+    c["sliding_window"] = w && *w > 0 ? ojson(*w) : ojson(nullptr);
+    if (auto o = opt_int(g, kp + "rope.scaling.original_context_length"))
+      c["original_max_position_embeddings"] = *o;
+  }
+  if (a.moe) {
+    c["num_experts_per_tok"] = d.top_k;
+    if (a.model_type == "mixtral") {
+      c["num_local_experts"] = d.n_experts;
+      c["intermediate_size"] = d.moe_inter;
+      c["sliding_window"] = nullptr;
+    } else {  // qwen3_moe: llama.cpp always renormalises the top-k weights (src/models/qwen3moe.cpp)
+      c["num_experts"] = d.n_experts;
+      c["moe_intermediate_size"] = d.moe_inter;
+      c["norm_topk_prob"] = true;
+      c["decoder_sparse_step"] = 1;
+      c["mlp_only_layers"] = ojson::array();
+    }
+  }
+  if (a.model_type == "qwen2" || a.model_type == "qwen3" || a.model_type == "qwen3_moe")
+    c["use_sliding_window"] = false;
   c["rms_norm_eps"] = double(d.eps);
   c["rope_theta"] = double(d.rope_theta);
   c["max_position_embeddings"] = d.ctx;
@@ -662,24 +764,38 @@ Status convert_gguf_to_hf(const std::string& gguf_path, const std::string& out_d
   // Map and check every tensor before writing anything.
   struct Job {
     const GGUFTensor* t;
-    std::string hf;
+    std::string hf;      // the HF tensor; for stacked experts "model.layers.N.<experts>" (prefix)
+    std::string expert;  // stacked experts: the module in each expert ("w1"), else empty
   };
   std::vector<Job> jobs;
   std::set<std::string> have;
   const Architecture& a = *d.arch;
+  static const std::regex blk_re(R"(blk\.(\d+)\.(.+))");
   for (const auto& t : g.tensors()) {
-    auto hf = hf_tensor_name(a, t.name);
-    if (!hf.ok()) return make_error(gguf_path, ": ", hf.error().message);
-    if (hf->empty()) continue;
+    if (t.name == "rope_factors_long.weight" || t.name == "rope_factors_short.weight")
+      return make_error(gguf_path, ": tensor \"", t.name, "\": LongRoPE scaling (Phi-3 128k, "
+                        "Phi-4-mini) is not implemented");
+    std::smatch m;
+    std::string expert;
+    if (a.moe && std::regex_match(t.name, m, blk_re)) expert = expert_module(a, m[2].str());
+    Expected<std::string> hf = std::string();
+    if (!expert.empty()) {
+      hf = "model.layers." + m[1].str() + "." + a.moe_names.experts;
+      have.insert(t.name);
+    } else {
+      hf = hf_tensor_name(a, t.name);
+      if (!hf.ok()) return make_error(gguf_path, ": ", hf.error().message);
+      if (hf->empty()) continue;
+      have.insert(*hf);
+    }
     if (!ggml_can_dequantize(t.type))
       return make_error(gguf_path, ": tensor \"", t.name, "\" has type ", ggml_type_name(t.type),
                         ", which cannot be dequantized (supported: F32, F16, BF16, Q8_0, Q4_0, "
                         "Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)");
-    if (t.ne.size() > 2)
+    if (t.ne.size() > (expert.empty() ? 2u : 3u))
       return make_error(gguf_path, ": tensor \"", t.name, "\" has ", t.ne.size(),
-                        " dims, expected 1 or 2");
-    have.insert(*hf);
-    jobs.push_back({&t, *hf});
+                        " dims, expected ", expert.empty() ? "1 or 2" : "3");
+    jobs.push_back({&t, *hf, expert});
   }
   auto shape_of = [&](const std::string& hf) -> std::vector<int64_t> {
     const int64_t q = d.n_heads * d.head_dim, kv = d.n_kv_heads * d.head_dim;
@@ -691,6 +807,9 @@ Status convert_gguf_to_hf(const std::string& gguf_path, const std::string& out_d
     if (ends("q_proj.bias")) return {q};
     if (ends("k_proj.bias") || ends("v_proj.bias")) return {kv};
     if (ends("q_proj.weight")) return {q, d.hidden};
+    if (ends("qkv_proj.weight")) return {q + 2 * kv, d.hidden};
+    if (ends("gate_up_proj.weight")) return {2 * d.inter, d.hidden};
+    if (a.moe && ends((a.moe_names.router + ".weight").c_str())) return {d.n_experts, d.hidden};
     if (ends("k_proj.weight") || ends("v_proj.weight")) return {kv, d.hidden};
     if (ends("o_proj.weight")) return {d.hidden, q};
     if (ends("gate_proj.weight") || ends("up_proj.weight")) return {d.inter, d.hidden};
@@ -705,11 +824,18 @@ Status convert_gguf_to_hf(const std::string& gguf_path, const std::string& out_d
     for (int64_t l = 0; l < d.layers; ++l)
       for (const char* p : {"q_proj", "k_proj", "v_proj"})
         required.push_back("model.layers." + std::to_string(l) + ".self_attn." + p + ".bias");
+  if (a.moe)
+    for (int64_t l = 0; l < d.layers; ++l)
+      for (const std::string* st : {&a.moe_names.gguf_gate, &a.moe_names.gguf_up, &a.moe_names.gguf_down})
+        required.push_back("blk." + std::to_string(l) + "." + *st + ".weight");
   for (const auto& r : required)
     if (!have.count(r))
       return make_error(gguf_path, ": missing tensor for ", r, " (", d.layers, " layers expected)");
   for (const auto& j : jobs) {
-    const auto want = shape_of(j.hf);
+    const bool down = j.expert == a.moe_names.down;
+    const auto want = j.expert.empty() ? shape_of(j.hf)
+                      : down ? std::vector<int64_t>{d.n_experts, d.hidden, d.moe_inter}
+                             : std::vector<int64_t>{d.n_experts, d.moe_inter, d.hidden};
     if (j.t->shape() != want) {
       std::string w, got;
       for (auto x : want) w += std::to_string(x) + " ";
@@ -742,6 +868,13 @@ Status convert_gguf_to_hf(const std::string& gguf_path, const std::string& out_d
                      ggml_type_name(j.t->type).c_str(), j.hf.c_str());
       AWQ_ASSIGN(std::vector<float> v, g.dequantize(*j.t));
       const auto shape = j.t->shape();
+      if (!j.expert.empty()) {  // [experts, rows, cols] -> one [rows, cols] tensor per expert
+        const size_t per = size_t(shape[1] * shape[2]);
+        for (int64_t e = 0; e < shape[0]; ++e)
+          AWQ_TRY(w.add_f32(j.hf + std::to_string(e) + "." + j.expert + ".weight", opts.dtype,
+                            {shape[1], shape[2]}, v.data() + size_t(e) * per));
+        continue;
+      }
       const bool is_q = j.hf.ends_with("q_proj.weight"), is_k = j.hf.ends_with("k_proj.weight");
       if (a.gguf_norm_plus_one && j.hf.ends_with("norm.weight"))
         for (auto& x : v) x -= 1.0f;  // llama.cpp stores Gemma's (1 + w); HF keeps w

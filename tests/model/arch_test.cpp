@@ -6,8 +6,14 @@
 #include <cmath>
 #include <string>
 
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "core/half.h"
 #include "io/safetensors.h"
 #include "model/config.h"
+#include "model/gguf_convert.h"
 #include "model/forward.h"
 #include "model/weights.h"
 
@@ -405,6 +411,109 @@ TEST(FamilyForwardSensitivity, WindowNormsAndRopeMatter) {
     EXPECT_GT(max_rel_err(*m, *fx_2, &am), 1e-3) << which;
   }
 }
+
+// ---- GGUF input for every family: llama.cpp's converter output, read back ----
+
+// tests/fixtures/model/gguf/tiny_<family>.gguf are the fixtures above as llama.cpp's own
+// convert_hf_to_gguf.py writes them (scripts/gen_gguf_arch_fixtures.py, F16). `awq convert`
+// must give back the HF fixture: every tensor bit-exact (Gemma's norms as the file holds them:
+// llama.cpp adds 1 in fp16, so the value is fp16(1 + w) - 1), the same parsed config, and for
+// the families whose weights come back exactly the same logits as Transformers. Mistral: llama.cpp
+// writes it as "llama" without its sliding window, so it comes back as a Llama model (full
+// attention, as llama.cpp runs that file); Gemma 3 likewise loses its layer pattern.
+class GgufFamilyInput : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GgufFamilyInput, ConvertGivesBackTheFixture) {
+  namespace fs = std::filesystem;
+  const std::string fam = GetParam();
+  const std::string out = (fs::temp_directory_path() /
+                           ("awq_gguf_family_" + fam + "_" + std::to_string(getpid()))).string();
+  fs::remove_all(out);
+  ConvertOptions o;
+  o.progress = false;
+  Status s = convert_gguf_to_hf(
+      std::string(AWQ_SOURCE_DIR) + "/tests/fixtures/model/gguf/tiny_" + fam + ".gguf", out, o);
+  ASSERT_TRUE(s.ok()) << s.message();
+  struct Cleanup {
+    std::string p;
+    ~Cleanup() { fs::remove_all(p); }
+  } cleanup{out};
+  const bool gemma = fam == "gemma2" || fam == "gemma3";
+
+  auto ref_st = SafeTensors::open(fixture_dir(fam));
+  auto got_st = SafeTensors::open(out);
+  ASSERT_TRUE(ref_st.ok() && got_st.ok());
+  EXPECT_EQ(ref_st->names().size(), got_st->names().size());
+  for (const std::string& n : ref_st->names()) {
+    SCOPED_TRACE(n);
+    const TensorView* r = ref_st->find(n);
+    ASSERT_NE(got_st->find(n), nullptr) << "missing after convert";
+    auto a = ref_st->to_f32(n, r->shape);
+    auto b = got_st->to_f32(n, r->shape);
+    ASSERT_TRUE(a.ok() && b.ok()) << "shape differs";
+    const bool norm_plus_one = gemma && n.ends_with("norm.weight");
+    size_t bad = 0;
+    for (size_t i = 0; i < a->size(); ++i) {
+      const float want = norm_plus_one ? round_fp16(1.0f + (*a)[i]) - 1.0f : (*a)[i];
+      bad += (*b)[i] != want;
+    }
+    EXPECT_EQ(bad, 0u);
+  }
+
+  auto ref = load_model_config(fixture_dir(fam));
+  auto got = load_model_config(out);
+  ASSERT_TRUE(ref.ok() && got.ok()) << (got.ok() ? "" : got.error().message);
+  if (fam == "mistral") {
+    EXPECT_EQ(got->arch->name, "LlamaForCausalLM");
+    EXPECT_EQ(got->layer_window, std::vector<int>(size_t(ref->n_layers), 0));
+    ref->arch = got->arch;
+    ref->layer_window = got->layer_window;
+  }
+  if (fam == "gemma3") {
+    // llama.cpp's Gemma 3 converter writes the window but not the fixture's layer_types
+    // (sliding, full, sliding); llama.cpp then runs every 6th layer global (here: none).
+    EXPECT_EQ(got->layer_window, (std::vector<int>{8, 8, 8}));
+    ref->layer_window = got->layer_window;
+  }
+  EXPECT_EQ(got->arch->name, ref->arch->name);
+  EXPECT_EQ(got->hidden, ref->hidden);
+  EXPECT_EQ(got->intermediate, ref->intermediate);
+  EXPECT_EQ(got->n_layers, ref->n_layers);
+  EXPECT_EQ(got->n_heads, ref->n_heads);
+  EXPECT_EQ(got->n_kv_heads, ref->n_kv_heads);
+  EXPECT_EQ(got->head_dim, ref->head_dim);
+  EXPECT_EQ(got->vocab, ref->vocab);
+  EXPECT_EQ(got->rms_eps, ref->rms_eps);
+  EXPECT_EQ(got->rope_theta, ref->rope_theta);
+  EXPECT_EQ(got->rope_scaling.kind, ref->rope_scaling.kind);
+  EXPECT_EQ(got->tie_embeddings, ref->tie_embeddings);
+  EXPECT_EQ(got->act, ref->act);
+  EXPECT_EQ(got->layer_window, ref->layer_window);
+  EXPECT_EQ(got->rope_local_theta, ref->rope_local_theta);
+  EXPECT_EQ(got->rotary_dim, ref->rotary_dim);
+  EXPECT_EQ(got->attn_scale, ref->attn_scale);
+  EXPECT_EQ(got->embed_scale, ref->embed_scale);
+  EXPECT_EQ(got->attn_softcap, ref->attn_softcap);
+  EXPECT_EQ(got->final_softcap, ref->final_softcap);
+  EXPECT_EQ(got->n_experts, ref->n_experts);
+  EXPECT_EQ(got->top_k, ref->top_k);
+  EXPECT_EQ(got->moe_intermediate, ref->moe_intermediate);
+  EXPECT_EQ(got->norm_topk_prob, ref->norm_topk_prob);
+
+  if (fam == "mistral" || gemma) return;  // see above: not the fixture's model / weights
+  auto m = load_model(out);
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  auto fx = SafeTensors::open(fixture_dir(fam) + "/logits.safetensors");
+  ASSERT_TRUE(fx.ok());
+  bool argmax_ok = false;
+  const double err = max_rel_err(*m, *fx, &argmax_ok);
+  EXPECT_TRUE(argmax_ok);
+  EXPECT_LT(err, 2e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(Tiny, GgufFamilyInput,
+                         ::testing::Values("qwen3", "gemma3", "gemma2", "mistral", "phi3",
+                                           "mixtral", "qwen3_moe"));
 
 TEST(GemmaNorm, StoredFormRoundTrips) {
   auto m = load_model(fixture_dir("gemma3"));

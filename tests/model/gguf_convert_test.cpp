@@ -140,9 +140,31 @@ TEST(GGUFConvert, MixtureOfExpertsRefusedByKey) {
   OutDir out;
   ConvertOptions o;
   o.progress = false;
-  Status s = convert_gguf_to_hf(fixture("llama_moe_meta.gguf"), out.p, o);
+  Status s = convert_gguf_to_hf(fixture("qwen2_moe_meta.gguf"), out.p, o);
   ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("llama.expert_count = 8"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("qwen2.expert_count = 8"), std::string::npos) << s.message();
+  EXPECT_FALSE(fs::exists(out.p));
+}
+
+// A Mixtral GGUF (llama.cpp's converter output, tests/fixtures/model/gguf) with one layer's
+// stacked down-projection experts renamed to a layer that does not exist: refused naming the
+// missing tensor, nothing written.
+TEST(GGUFConvert, MixtralNeedsEveryExpertTensor) {
+  std::string img = read_all(std::string(AWQ_SOURCE_DIR) + "/tests/fixtures/model/gguf/tiny_mixtral.gguf");
+  const std::string from = "blk.1.ffn_down_exps", to = "blk.7.ffn_down_exps";
+  const size_t at = img.find(from);
+  ASSERT_NE(at, std::string::npos);
+  img.replace(at, from.size(), to);
+  OutDir out;
+  const std::string path = out.p + ".gguf";
+  std::ofstream(path, std::ios::binary).write(img.data(), std::streamsize(img.size()));
+  ConvertOptions o;
+  o.progress = false;
+  Status s = convert_gguf_to_hf(path, out.p, o);
+  fs::remove(path);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("missing tensor for blk.1.ffn_down_exps.weight"), std::string::npos)
+      << s.message();
   EXPECT_FALSE(fs::exists(out.p));
 }
 
