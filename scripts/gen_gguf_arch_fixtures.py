@@ -15,10 +15,18 @@ family's vocabulary is therefore written the way llama.cpp writes a byte-level B
 shapes, the q/k permutation, fused tensors, expert stacking and all architecture metadata are
 llama.cpp's own code, unchanged.
 
-Usage: gen_gguf_arch_fixtures.py [--llama-cpp DIR] [OUT_DIR [FAMILY ...]]
+SentencePiece vocabularies (`--spm`): real Mistral, Mixtral, Llama 2 and Phi-3 GGUFs carry
+one ("llama" tokenizer model, no merges, scores). A 704-piece SentencePiece BPE model with byte
+fallback is trained (sentencepiece, on data/calib/default.jsonl) and llama.cpp's converter, this
+time unchanged, writes vocabulary-only GGUFs from it: tests/fixtures/tokenizer/gguf_spm/
+{llama,phi3}.gguf (the tiny Mistral and Phi-3 configs), with cases.json: the ids and decodes of
+Transformers' own GGUF tokenizer (AutoTokenizer.from_pretrained(gguf_file=...)) on the tokenizer
+fixtures' hard and random cases (scripts/gen_tokenizer_fixtures.py).
+
+Usage: gen_gguf_arch_fixtures.py [--llama-cpp DIR] [--spm] [OUT_DIR [FAMILY ...]]
   DIR: a llama.cpp source tree (default: the llama-cpp-python sdist is downloaded with pip into
        a temporary directory); OUT_DIR default tests/fixtures/model/gguf.
-Writes OUT_DIR/tiny_<family>.gguf.
+Writes OUT_DIR/tiny_<family>.gguf (or, with --spm, the SentencePiece fixtures).
 """
 import argparse, glob, json, os, shutil, subprocess, sys, tempfile
 
@@ -55,15 +63,63 @@ c.main()
     subprocess.run([sys.executable, "-c", code], check=True, cwd=llama_cpp)
 
 
+def spm_fixtures(llama_cpp, tmp):
+    import sentencepiece as spm
+    from transformers import AutoTokenizer
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    from gen_tokenizer_fixtures import HARD_CASES, random_cases
+    out = os.path.join(ROOT, "tests/fixtures/tokenizer/gguf_spm")
+    os.makedirs(out, exist_ok=True)
+    train = os.path.join(tmp, "train.txt")
+    with open(os.path.join(ROOT, "data/calib/default.jsonl"), encoding="utf-8") as f, \
+            open(train, "w", encoding="utf-8") as t:
+        for line in list(f)[:40]:
+            t.write(json.loads(line)["text"] + "\n")
+    spm.SentencePieceTrainer.train(
+        input=train, model_prefix=os.path.join(tmp, "spm"), vocab_size=704, model_type="bpe",
+        byte_fallback=True, character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        split_digits=True, allow_whitespace_only_pieces=True, remove_extra_whitespaces=False,
+        normalization_rule_name="identity", num_threads=1, minloglevel=2)
+    for name, fam in (("llama", "mistral"), ("phi3", "phi3")):
+        src = os.path.join(tmp, "spm_" + fam)
+        shutil.copytree(os.path.join(ROOT, "tests/fixtures/model", "tiny_" + fam), src)
+        os.remove(os.path.join(src, "logits.safetensors"))
+        shutil.copy(os.path.join(tmp, "spm.model"), os.path.join(src, "tokenizer.model"))
+        with open(os.path.join(src, "tokenizer_config.json"), "w") as f:
+            json.dump({"tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>",
+                       "unk_token": "<unk>", "add_bos_token": True}, f)
+        gguf = os.path.join(out, name + ".gguf")
+        subprocess.run([sys.executable, "convert_hf_to_gguf.py", src, "--vocab-only",
+                        "--outfile", gguf], check=True, cwd=llama_cpp,
+                       env=dict(os.environ, PYTHONPATH=os.path.join(llama_cpp, "gguf-py")))
+        tok = AutoTokenizer.from_pretrained(out, gguf_file=name + ".gguf").backend_tokenizer
+        cases = []
+        for text in HARD_CASES + random_cases():
+            ids = tok.encode(text, add_special_tokens=True).ids
+            cases.append({"text": text, "ids": ids,
+                          "ids_no_special": tok.encode(text, add_special_tokens=False).ids,
+                          "decode": tok.decode(ids, skip_special_tokens=False),
+                          "decode_skip_special": tok.decode(ids, skip_special_tokens=True)})
+        with open(os.path.join(out, name + ".cases.json"), "w", encoding="utf-8") as f:
+            json.dump({"generator": "scripts/gen_gguf_arch_fixtures.py --spm",
+                       "transformers_version": __import__("transformers").__version__,
+                       "cases": cases}, f, ensure_ascii=False, indent=1)
+            f.write("\n")
+        print("wrote", gguf)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--llama-cpp")
+    ap.add_argument("--spm", action="store_true")
     ap.add_argument("out", nargs="?", default=os.path.join(ROOT, "tests/fixtures/model/gguf"))
     ap.add_argument("families", nargs="*")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         llama_cpp = a.llama_cpp or llama_cpp_tree(tmp)
+        if a.spm:
+            return spm_fixtures(llama_cpp, tmp)
         tok = os.path.join(ROOT, "tests/fixtures/tokenizer/tiny_llama3/tokenizer.json")
         for fam in a.families or FAMILIES:
             src = os.path.join(tmp, "hf_" + fam)

@@ -229,6 +229,12 @@ struct SpecialTokens {
   bool add_bos = false, add_eos = false;
 };
 
+// A SentencePiece vocabulary (tokenizer.ggml.model "llama"), whatever the architecture.
+bool is_spm(const GGUFFile& g) {
+  auto m = g.get_string("tokenizer.ggml.model");
+  return m.ok() && *m == "llama";
+}
+
 Expected<SpecialTokens> special_tokens(const GGUFFile& g, const std::vector<std::string>& toks) {
   SpecialTokens s;
   auto one = [&](const char* key, std::optional<std::string>& tok,
@@ -253,6 +259,8 @@ Expected<SpecialTokens> special_tokens(const GGUFFile& g, const std::vector<std:
   if (g.has("tokenizer.ggml.add_eos_token")) {
     AWQ_ASSIGN(s.add_eos, g.get_bool("tokenizer.ggml.add_eos_token"));
   }
+  else if (is_spm(g))
+    s.add_bos = true;  // Transformers (and llama.cpp) add BOS to a SentencePiece vocabulary
   if (!s.bos) s.add_bos = false;
   if (!s.eos) s.add_eos = false;
   return s;
@@ -368,11 +376,35 @@ ojson vocab_object(const std::vector<std::string>& spelled,
   return vocab;
 }
 
-Expected<std::string> build_gemma_tokenizer_json(const GGUFFile& g) {
+// SentencePiece ("llama") vocabularies, as Transformers' GGUF loader builds them
+// (gguf_tokenizer_mapping.py): Gemma (gemma_tokenizer: whitespace tokens respelled, merges
+// ordered by position, no prefix space), Phi-3 (phi3_tokenizer: prefix space from a normalizer)
+// and every other architecture (sentencepiece_tokenizer -> LlamaTokenizer: Metaspace with the
+// prefix space on the first piece, merges ordered by tokenizer.ggml.scores).
+enum class SpmFlavor { Gemma, Phi3, Llama };
+
+SpmFlavor spm_flavor(const GGUFFile& g) {
+  if (is_gemma_spm(g)) return SpmFlavor::Gemma;
+  auto a = g.get_string("general.architecture");
+  return a.ok() && *a == "phi3" ? SpmFlavor::Phi3 : SpmFlavor::Llama;
+}
+
+Expected<std::string> build_spm_tokenizer_json(const GGUFFile& g, SpmFlavor flavor) {
+  const bool gemma = flavor == SpmFlavor::Gemma;
   AWQ_ASSIGN(GgufVocab gv, read_gguf_vocab(g));
   auto& toks = gv.tokens;
   auto& types = gv.types;
   AWQ_ASSIGN(SpecialTokens sp, special_tokens(g, toks));
+  std::vector<float> scores;
+  if (!gemma) {
+    if (!g.has("tokenizer.ggml.scores"))
+      return make_error(g.path(), ": missing tokenizer.ggml.scores (a SentencePiece vocabulary "
+                                  "without merges needs them to order its merges)");
+    AWQ_ASSIGN(scores, g.get_f32_array("tokenizer.ggml.scores"));
+    if (scores.size() != toks.size())
+      return make_error(g.path(), ": tokenizer.ggml.scores has ", scores.size(),
+                        " entries, expected one per token (", toks.size(), ")");
+  }
   const std::string meta = "\xE2\x96\x81";  // U+2581
   std::vector<std::string> spelled(toks.size());
   std::vector<std::vector<uint32_t>> cps(toks.size());
@@ -381,7 +413,7 @@ Expected<std::string> build_gemma_tokenizer_json(const GGUFFile& g) {
       return make_error(g.path(), ": tokenizer.ggml.tokens[", i, "] is not valid UTF-8");
     const bool has_space = toks[i].find(' ') != std::string::npos;
     const bool all_ws = std::all_of(cps[i].begin(), cps[i].end(), py_isspace);
-    if (has_space && all_ws) {
+    if (gemma && has_space && all_ws) {
       std::string r;
       for (size_t k = 0; k < cps[i].size(); ++k) r += meta;
       spelled[i] = r;
@@ -393,9 +425,15 @@ Expected<std::string> build_gemma_tokenizer_json(const GGUFFile& g) {
   // vocab: token -> id, the last id winning for a repeated spelling (a Python dict comprehension)
   std::unordered_map<std::string, int64_t> id_of;
   ojson vocab = vocab_object(spelled, id_of);
-  // merges: tokens by first appearance, each scored by its (last) position; best = lowest id
+  // merges (generate_merges): every split of a token into two tokens, tokens by first
+  // appearance, sorted by (score, len_l, len_r) descending and stable. The score of a spelling is
+  // that of its last occurrence: Gemma's is minus its position (best = lowest id), the others'
+  // tokenizer.ggml.scores.
+  std::unordered_map<std::string, float> score_of;
+  if (!gemma)
+    for (size_t i = 0; i < spelled.size(); ++i) score_of[spelled[i]] = scores[i];
   struct M {
-    int64_t score_pos;
+    double score;
     size_t len_l, len_r;
     size_t tok, split;
   };
@@ -405,14 +443,14 @@ Expected<std::string> build_gemma_tokenizer_json(const GGUFFile& g) {
   for (size_t i = 0; i < spelled.size(); ++i) {
     if (!seen.emplace(spelled[i], 1).second) continue;
     const auto& c = cps[i];
+    const double score = gemma ? -double(id_of[spelled[i]]) : double(score_of[spelled[i]]);
     for (size_t k = 1; k < c.size(); ++k) {
       if (id_of.count(cps_to_utf8(c, 0, k)) && id_of.count(cps_to_utf8(c, k, c.size())))
-        merges.push_back({id_of[spelled[i]], k, c.size() - k, i, k});
+        merges.push_back({score, k, c.size() - k, i, k});
     }
   }
-  // sorted by (score, len_l, len_r) descending, stable: score = -position, so positions ascend
   std::stable_sort(merges.begin(), merges.end(), [](const M& a, const M& b) {
-    if (a.score_pos != b.score_pos) return a.score_pos < b.score_pos;
+    if (a.score != b.score) return a.score > b.score;
     if (a.len_l != b.len_l) return a.len_l > b.len_l;
     return a.len_r > b.len_r;
   });
@@ -421,6 +459,12 @@ Expected<std::string> build_gemma_tokenizer_json(const GGUFFile& g) {
     mj.push_back({cps_to_utf8(cps[m.tok], 0, m.split),
                   cps_to_utf8(cps[m.tok], m.split, cps[m.tok].size())});
   std::map<int64_t, ojson> added;
+  if (!gemma)  // LlamaTokenizer's own special tokens, when the vocabulary has them
+    for (const char* t : {"<unk>", "<s>", "</s>"})
+      if (auto it = id_of.find(t); it != id_of.end())
+        added[it->second] = ojson{{"id", it->second}, {"content", t},       {"single_word", false},
+                                  {"lstrip", false},  {"rstrip", false},    {"normalized", false},
+                                  {"special", true}};
   for (size_t i = 0; i < types.size(); ++i) {
     const bool control = types[i] == 3;
     const bool user = types[i] == 4 && id_of.count(toks[i]);
@@ -439,20 +483,35 @@ Expected<std::string> build_gemma_tokenizer_json(const GGUFFile& g) {
   t["truncation"] = nullptr;
   t["padding"] = nullptr;
   t["added_tokens"] = added_list;
-  t["normalizer"] = {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", meta}};
-  t["pre_tokenizer"] = {{"type", "Split"},
-                        {"pattern", {{"String", " "}}},
-                        {"behavior", "MergedWithPrevious"},
-                        {"invert", false}};
-  t["post_processor"] = post_processor(sp);
-  t["decoder"] = {{"type", "Sequence"},
-                  {"decoders",
-                   {{{"type", "Replace"}, {"pattern", {{"String", meta}}}, {"content", " "}},
+  const ojson replace_space = {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", meta}};
+  ojson decoders = {{{"type", "Replace"}, {"pattern", {{"String", meta}}}, {"content", " "}},
                     {{"type", "ByteFallback"}},
-                    {{"type", "Fuse"}}}}};
+                    {{"type", "Fuse"}}};
+  if (gemma) {
+    t["normalizer"] = replace_space;
+    t["pre_tokenizer"] = {{"type", "Split"},
+                          {"pattern", {{"String", " "}}},
+                          {"behavior", "MergedWithPrevious"},
+                          {"invert", false}};
+  } else {
+    decoders.push_back({{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}});
+    if (flavor == SpmFlavor::Phi3) {
+      t["normalizer"] = {{"type", "Sequence"},
+                         {"normalizers", {{{"type", "Prepend"}, {"prepend", meta}}, replace_space}}};
+      t["pre_tokenizer"] = nullptr;
+    } else {
+      t["normalizer"] = nullptr;
+      t["pre_tokenizer"] = {{"type", "Metaspace"},
+                            {"replacement", meta},
+                            {"prepend_scheme", "first"},
+                            {"split", false}};
+    }
+  }
+  t["post_processor"] = post_processor(sp);
+  t["decoder"] = {{"type", "Sequence"}, {"decoders", decoders}};
   t["model"] = {{"type", "BPE"},
                 {"dropout", nullptr},
-                {"unk_token", sp.unk ? ojson(*sp.unk) : ojson("<unk>")},
+                {"unk_token", !gemma ? ojson(nullptr) : sp.unk ? ojson(*sp.unk) : ojson("<unk>")},
                 {"continuing_subword_prefix", nullptr},
                 {"end_of_word_suffix", nullptr},
                 {"fuse_unk", true},
@@ -634,7 +693,7 @@ Expected<std::string> build_config_json(const GGUFFile& g, DType dtype) {
 }
 
 Expected<std::string> build_tokenizer_json(const GGUFFile& g) {
-  if (is_gemma_spm(g)) return build_gemma_tokenizer_json(g);
+  if (is_spm(g)) return build_spm_tokenizer_json(g, spm_flavor(g));
   AWQ_TRY(check_gpt2_tokenizer(g));
   AWQ_ASSIGN(GgufVocab gv, read_gguf_vocab(g));
   auto& toks = gv.tokens;
@@ -724,7 +783,7 @@ Expected<std::string> build_tokenizer_json(const GGUFFile& g) {
 }
 
 Expected<std::string> build_tokenizer_config_json(const GGUFFile& g) {
-  if (!is_gemma_spm(g)) AWQ_TRY(check_gpt2_tokenizer(g));
+  if (!is_spm(g)) AWQ_TRY(check_gpt2_tokenizer(g));
   AWQ_ASSIGN(auto toks, g.get_string_array("tokenizer.ggml.tokens"));
   AWQ_ASSIGN(SpecialTokens sp, special_tokens(g, toks));
   ojson c;

@@ -10,6 +10,7 @@
 
 #include "io/gguf.h"
 #include "io/safetensors.h"
+#include "io/tokenizer.h"
 #include "model/gguf_convert.h"
 
 namespace fs = std::filesystem;
@@ -200,3 +201,43 @@ TEST(GGUFConvert, UnsupportedBlockTypeRefusedAndTempRemoved) {
   EXPECT_FALSE(fs::exists(out.p));
   EXPECT_FALSE(fs::exists(out.p + ".tmp-" + std::to_string(getpid())));
 }
+
+// SentencePiece vocabularies in non-Gemma GGUFs (Mistral, Mixtral, Llama 2: LlamaTokenizer;
+// Phi-3: its normalizer form), written by llama.cpp's converter from a trained SentencePiece
+// model (scripts/gen_gguf_arch_fixtures.py --spm). The tokenizer.json we build must tokenize and
+// decode as Transformers' own GGUF tokenizer does on every case it recorded.
+class GgufSentencePiece : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GgufSentencePiece, TokenizesAsTransformersGgufTokenizer) {
+  const std::string dir = std::string(AWQ_SOURCE_DIR) + "/tests/fixtures/tokenizer/gguf_spm/";
+  auto g = GGUFFile::open(dir + GetParam() + ".gguf");
+  ASSERT_TRUE(g.ok()) << g.error().message;
+  auto tj = build_tokenizer_json(*g);
+  ASSERT_TRUE(tj.ok()) << tj.error().message;
+  OutDir out;
+  fs::create_directories(out.p);
+  const std::string path = out.p + "/tokenizer.json";
+  std::ofstream(path) << *tj;
+  auto tk = Tokenizer::load(path);
+  ASSERT_TRUE(tk.ok()) << tk.error().message;
+  const auto cases = nlohmann::json::parse(read_all(dir + GetParam() + ".cases.json"))["cases"];
+  ASSERT_GT(cases.size(), 100u);
+  auto ids = [](const nlohmann::json& j) { return j.get<std::vector<int32_t>>(); };
+  size_t bad = 0;
+  for (const auto& c : cases) {
+    const std::string text = c["text"];
+    SCOPED_TRACE("text: \"" + text.substr(0, 60) + "\"");
+    bad += tk->encode(text, true) != ids(c["ids"]);
+    EXPECT_EQ(tk->encode(text, true), ids(c["ids"]));
+    EXPECT_EQ(tk->encode(text, false), ids(c["ids_no_special"]));
+    EXPECT_EQ(tk->decode(ids(c["ids"]), false), c["decode"].get<std::string>());
+    EXPECT_EQ(tk->decode(ids(c["ids"]), true), c["decode_skip_special"].get<std::string>());
+  }
+  EXPECT_EQ(bad, 0u);
+  // tokenizer_config.json: BOS added (the file sets it; Transformers' default for this kind too)
+  auto tc = build_tokenizer_config_json(*g);
+  ASSERT_TRUE(tc.ok()) << tc.error().message;
+  EXPECT_EQ(nlohmann::json::parse(*tc)["add_bos_token"], true);
+}
+
+INSTANTIATE_TEST_SUITE_P(Gguf, GgufSentencePiece, ::testing::Values("llama", "phi3"));
