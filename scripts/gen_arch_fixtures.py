@@ -86,6 +86,23 @@ def families():
         tie_word_embeddings=False, hidden_act="silu",
         rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}), 0
 
+    # Qwen3 with YaRN (the Qwen3 model cards' long-context setting: factor 4 over 32768);
+    # shrunk: original length 16, so the 40-token prompt runs past it.
+    yield "qwen3_yarn", tf.Qwen3Config(
+        vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=32, rms_norm_eps=1e-6,
+        max_position_embeddings=64, tie_word_embeddings=True, hidden_act="silu",
+        rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
+                         "original_max_position_embeddings": 16}), 0
+    # Llama 3.1/3.2 RoPE scaling (factor 32 over 8192 for Llama 3.2); shrunk: factor 8 over 16.
+    yield "llama3_rope", tf.LlamaConfig(
+        vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, rms_norm_eps=1e-5,
+        max_position_embeddings=128, tie_word_embeddings=True, hidden_act="silu",
+        rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+                         "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                         "original_max_position_embeddings": 16}), 0
+
 
 MOE = {"mixtral": ("block_sparse_moe", "w1", "w3", "w2"),
        "qwen3_moe": ("mlp", "gate_proj", "up_proj", "down_proj")}

@@ -60,6 +60,8 @@ Status parse_gemma3(const json& j, ModelConfig& c, const std::string& src) {
                                "full_attention, sliding_attention)");
     if (auto f = it->find("full_attention"); f != it->end()) {
       json wrap = {{"rope_parameters", *f}};
+      for (const char* k : {"max_position_embeddings", "original_max_position_embeddings"})
+        if (j.contains(k)) wrap[k] = j[k];  // the pretraining length of a scaled RoPE
       AWQ_TRY(parse_rope_fields(wrap, src, 1e6f, c.rope_theta, c.rope_scaling,
                                 "rope_parameters.full_attention"));
     }

@@ -41,24 +41,61 @@ struct Reader {
   }
 };
 
-// rope_scaling / rope_parameters object -> RopeScaling; `field` names it in errors.
-Status parse_scaling(const json& o, const std::string& src, const std::string& field,
-                     RopeScaling& rs) {
+// rope_scaling / rope_parameters object -> RopeScaling; `field` names it in errors. `top` is
+// the whole config: the pretraining length of llama3/yarn is its top-level
+// original_max_position_embeddings when present (Phi-3 keeps it there), else the object's, else
+// max_position_embeddings (Transformers' standardize_rope_params).
+Status parse_scaling(const json& o, const json& top, const std::string& src,
+                     const std::string& field, RopeScaling& rs) {
   std::string type = o.value("rope_type", o.value("type", std::string()));
-  Reader r{o, src};
+  Reader r{o, src}, rt{top, src};
   rs = RopeScaling{};
+  auto original = [&]() -> Status {
+    AWQ_ASSIGN(const int max_pos, rt.get_int("max_position_embeddings", false, 2048));
+    AWQ_ASSIGN(const int in_obj, r.get_int("original_max_position_embeddings", false, max_pos));
+    AWQ_ASSIGN(rs.original_max_position,
+               rt.get_int("original_max_position_embeddings", false, in_obj));
+    if (rs.original_max_position <= 0)
+      return make_error(src, ": ", field, ".original_max_position_embeddings must be positive");
+    return Status::Ok();
+  };
   if (type == "llama3") {
     rs.kind = RopeScaling::Kind::Llama3;
     AWQ_ASSIGN(rs.factor, r.get_float("factor", 8.0f));
     AWQ_ASSIGN(rs.low_freq_factor, r.get_float("low_freq_factor", 1.0f));
     AWQ_ASSIGN(rs.high_freq_factor, r.get_float("high_freq_factor", 4.0f));
-    AWQ_ASSIGN(rs.original_max_position, r.get_int("original_max_position_embeddings", false, 8192));
+    AWQ_TRY(original());
   } else if (type == "linear") {
     rs.kind = RopeScaling::Kind::Linear;
     AWQ_ASSIGN(rs.factor, r.get_float("factor", 1.0f));
+  } else if (type == "yarn") {
+    rs.kind = RopeScaling::Kind::Yarn;
+    AWQ_TRY(original());
+    AWQ_ASSIGN(const int max_pos, rt.get_int("max_position_embeddings", false, 2048));
+    AWQ_ASSIGN(rs.factor, r.get_float("factor", float(max_pos) / float(rs.original_max_position)));
+    if (!(rs.factor > 0))
+      return make_error(src, ": ", field, ".factor must be positive, got ", rs.factor);
+    // `or 32` / `or 1` in the reference: null and 0 both mean the default
+    AWQ_ASSIGN(rs.beta_fast, r.get_float("beta_fast", 32.0f));
+    AWQ_ASSIGN(rs.beta_slow, r.get_float("beta_slow", 1.0f));
+    if (rs.beta_fast == 0.0f) rs.beta_fast = 32.0f;
+    if (rs.beta_slow == 0.0f) rs.beta_slow = 1.0f;
+    AWQ_ASSIGN(rs.truncate, r.get_bool("truncate", true));
+    auto mscale_of = [](double scale, double m) {
+      return scale <= 1 ? 1.0 : 0.1 * m * std::log(scale) + 1.0;
+    };
+    if (auto it = o.find("attention_factor"); it != o.end() && !it->is_null()) {
+      AWQ_ASSIGN(rs.attention_factor, r.get_float("attention_factor", 1.0f));
+    } else {
+      AWQ_ASSIGN(const float ms, r.get_float("mscale", 0.0f));
+      AWQ_ASSIGN(const float msa, r.get_float("mscale_all_dim", 0.0f));
+      rs.attention_factor = ms != 0.0f && msa != 0.0f
+                                ? float(mscale_of(rs.factor, ms) / mscale_of(rs.factor, msa))
+                                : float(mscale_of(rs.factor, 1.0));
+    }
   } else if (type != "default" && !type.empty()) {
     return make_error(src, ": ", field, ".rope_type \"", type,
-                      "\" is not supported (supported: llama3, linear, default)");
+                      "\" is not supported (supported: llama3, yarn, linear, default)");
   }
   return Status::Ok();
 }
@@ -82,11 +119,11 @@ Status parse_rope_fields(const json& j, const std::string& src, float def_theta,
     Reader rp{*it, src};
     AWQ_ASSIGN(const float top, r.get_float("rope_theta", def_theta));
     AWQ_ASSIGN(theta, rp.get_float("rope_theta", top));
-    return parse_scaling(*it, src, pre + "rope_parameters", scaling);
+    return parse_scaling(*it, j, src, pre + "rope_parameters", scaling);
   }
   AWQ_ASSIGN(theta, r.get_float("rope_theta", def_theta));
   if (auto it = j.find("rope_scaling"); it != j.end() && it->is_object())
-    return parse_scaling(*it, src, pre + "rope_scaling", scaling);
+    return parse_scaling(*it, j, src, pre + "rope_scaling", scaling);
   return Status::Ok();
 }
 

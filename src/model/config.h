@@ -10,11 +10,17 @@
 namespace awq {
 
 struct RopeScaling {
-  enum class Kind { None, Linear, Llama3 } kind = Kind::None;
+  enum class Kind { None, Linear, Llama3, Yarn } kind = Kind::None;
   float factor = 1.0f;
   float low_freq_factor = 1.0f;   // llama3
   float high_freq_factor = 4.0f;  // llama3
-  int original_max_position = 8192;
+  int original_max_position = 8192;  // llama3, yarn
+  // yarn (Transformers' _compute_yarn_parameters): the ramp between extrapolated and
+  // interpolated frequencies over the correction range of beta_fast..beta_slow rotations
+  // (floored/ceiled when truncate), and cos/sin multiplied by attention_factor.
+  float beta_fast = 32.0f, beta_slow = 1.0f;
+  bool truncate = true;
+  float attention_factor = 1.0f;
 };
 
 struct QuantizationInfo {  // from config.json "quantization_config" (AWQ checkpoints)

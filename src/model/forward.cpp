@@ -71,14 +71,34 @@ void build_tables(float theta, const RopeScaling& rs, int head_dim, int n_pos,
         f = (1.0f - smooth) * f / rs.factor + smooth * f;
       }
     }
+  } else if (rs.kind == RopeScaling::Kind::Yarn) {
+    // Transformers' _compute_yarn_parameters: correction range in dims (double math, as
+    // Python's), the ramp and the blend in fp32 (torch float32 tensors).
+    const double dim = head_dim, base = theta, orig = rs.original_max_position;
+    auto corr_dim = [&](double rot) {
+      return dim * std::log(orig / (rot * 2.0 * M_PI)) / (2.0 * std::log(base));
+    };
+    double lo = corr_dim(rs.beta_fast), hi = corr_dim(rs.beta_slow);
+    if (rs.truncate) lo = std::floor(lo), hi = std::ceil(hi);
+    lo = std::max(lo, 0.0);
+    hi = std::min(hi, dim - 1);
+    if (lo == hi) hi += 0.001;  // the reference's guard against a zero-width ramp
+    for (int i = 0; i < half; ++i) {
+      const float pos_freq = std::pow(theta, (float)(2 * i) / (float)head_dim);  // pos_freqs
+      const float extra = 1.0f / pos_freq, inter = 1.0f / (rs.factor * pos_freq);
+      const float ramp = std::clamp(((float)i - (float)lo) / (float)(hi - lo), 0.0f, 1.0f);
+      const float extra_factor = 1.0f - ramp;
+      inv_freq[i] = inter * (1.0f - extra_factor) + extra * extra_factor;
+    }
   }
+  const float att = rs.kind == RopeScaling::Kind::Yarn ? rs.attention_factor : 1.0f;
   cos.resize((size_t)n_pos * half);
   sin.resize((size_t)n_pos * half);
   for (int p = 0; p < n_pos; ++p)
     for (int i = 0; i < half; ++i) {
       const float a = (float)p * inv_freq[i];  // fp32 product, as the reference
-      cos[(size_t)p * half + i] = (float)std::cos((double)a);
-      sin[(size_t)p * half + i] = (float)std::sin((double)a);
+      cos[(size_t)p * half + i] = (float)std::cos((double)a) * att;
+      sin[(size_t)p * half + i] = (float)std::sin((double)a) * att;
     }
 }
 

@@ -93,8 +93,8 @@ TEST(ArchConfig, UnsupportedFeaturesNameTheField) {
   std::string e = parse_error("LlamaForCausalLM", "\"hidden_act\": \"gelu_new\"");
   EXPECT_NE(e.find("\"hidden_act\""), std::string::npos) << e;
   EXPECT_NE(e.find("gelu_new"), std::string::npos) << e;
-  e = parse_error("LlamaForCausalLM", "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}");
-  EXPECT_NE(e.find("rope_scaling.rope_type \"yarn\""), std::string::npos) << e;
+  e = parse_error("LlamaForCausalLM", "\"rope_scaling\": {\"rope_type\": \"longrope\", \"factor\": 4.0}");
+  EXPECT_NE(e.find("rope_scaling.rope_type \"longrope\""), std::string::npos) << e;
   e = parse_error("Qwen2ForCausalLM", "\"rope_parameters\": {\"rope_type\": \"dynamic\"}");
   EXPECT_NE(e.find("rope_parameters.rope_type \"dynamic\""), std::string::npos) << e;
   e = parse_error("LlamaForCausalLM", "\"sliding_window\": 64");
@@ -341,7 +341,7 @@ TEST_P(FamilyForward, LogitsMatchTransformers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Tiny, FamilyForward, ::testing::Values("qwen3", "gemma3", "mistral", "phi3", "gemma2", "mixtral",
-                                                   "qwen3_moe"));
+                                                   "qwen3_moe", "qwen3_yarn", "llama3_rope"));
 
 // The comparison can fail: the same models with a recipe detail removed are far off.
 TEST(FamilyForwardSensitivity, WindowNormsAndRopeMatter) {
@@ -402,6 +402,26 @@ TEST(FamilyForwardSensitivity, WindowNormsAndRopeMatter) {
     ASSERT_EQ(m->cfg.top_k, 2);
     m->cfg.top_k = 1;
     EXPECT_GT(max_rel_err(*m, *fx, &am), 1e-3);
+  }
+  {  // RoPE scaling: YaRN's frequencies and its attention factor, Llama 3's frequencies
+    auto fy = SafeTensors::open(fixture_dir("qwen3_yarn") + "/logits.safetensors");
+    auto fl = SafeTensors::open(fixture_dir("llama3_rope") + "/logits.safetensors");
+    ASSERT_TRUE(fy.ok() && fl.ok());
+    auto y = load_model(fixture_dir("qwen3_yarn"));
+    ASSERT_TRUE(y.ok()) << y.error().message;
+    ASSERT_EQ(y->cfg.rope_scaling.kind, RopeScaling::Kind::Yarn);
+    EXPECT_FLOAT_EQ(y->cfg.rope_scaling.attention_factor, 0.1f * std::log(4.0f) + 1.0f);
+    auto y1 = load_model(fixture_dir("qwen3_yarn"));
+    ASSERT_TRUE(y1.ok());
+    y1->cfg.rope_scaling.attention_factor = 1.0f;
+    EXPECT_GT(max_rel_err(*y1, *fy, &am), 1e-3);
+    y->cfg.rope_scaling = RopeScaling{};
+    EXPECT_GT(max_rel_err(*y, *fy, &am), 1e-3);
+    auto l = load_model(fixture_dir("llama3_rope"));
+    ASSERT_TRUE(l.ok()) << l.error().message;
+    ASSERT_EQ(l->cfg.rope_scaling.kind, RopeScaling::Kind::Llama3);
+    l->cfg.rope_scaling = RopeScaling{};
+    EXPECT_GT(max_rel_err(*l, *fl, &am), 1e-3);
   }
   for (int which = 0; which < 2; ++which) {
     auto m = load_model(fixture_dir("gemma2"));
