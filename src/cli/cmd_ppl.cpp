@@ -35,7 +35,7 @@ int run_ppl(const PplArgs& a) {
   opt.ctx = a.ctx;
   opt.protocol = *proto;
   opt.max_windows = a.max_windows;
-  opt.progress = !a.json;
+  opt.progress = true;  // on stderr, so --json (stdout) still shows it
   install_cancel_handlers();  // loading writes nothing: until here a signal simply ends us
   auto r = perplexity(*model, ids, opt);
   if (!r) return fail(r.error());
