@@ -2,6 +2,7 @@
 """Write a synthetic Llama HF directory (random fp32 weights, the tiny_llama3 test tokenizer).
 
 Usage: make_synthetic_model.py OUT_DIR --layers N [--hidden 512] [--intermediate 1536] [--seed 0]
+       [--dtype f32|f16]
 Used by scripts/bench_quant_memory.sh (peak RSS must not grow with depth).
 """
 import argparse, json, os, shutil
@@ -17,6 +18,7 @@ ap.add_argument("--intermediate", type=int, default=1536)
 ap.add_argument("--heads", type=int, default=8)
 ap.add_argument("--kv-heads", type=int, default=4)
 ap.add_argument("--seed", type=int, default=0)
+ap.add_argument("--dtype", choices=["f32", "f16"], default="f32")
 a = ap.parse_args()
 here = os.path.dirname(os.path.abspath(__file__))
 tok = os.path.join(here, "..", "tests", "fixtures", "tokenizer", "tiny_llama3", "tokenizer.json")
@@ -40,4 +42,6 @@ for l in range(a.layers):
                       "mlp.gate_proj": (I, H), "mlp.up_proj": (I, H),
                       "mlp.down_proj": (H, I)}.items():
         t[p + n + ".weight"] = rng.normal(0, 0.05, (o, i)).astype(np.float32)
+if a.dtype == "f16":
+    t = {k: v.astype(np.float16) for k, v in t.items()}
 save_file(t, os.path.join(a.out, "model.safetensors"), metadata={"format": "pt"})

@@ -52,6 +52,12 @@ void MappedFile::release_pages() const {
   if (data_) madvise(const_cast<uint8_t*>(data_), size_, MADV_DONTNEED);
 }
 
+void release_mapped_range(const void* p, size_t n) {
+  static const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t b = (uintptr_t(p) + page - 1) / page * page, e = (uintptr_t(p) + n) / page * page;
+  if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+}
+
 MappedFile::~MappedFile() {
   if (data_) munmap(const_cast<uint8_t*>(data_), size_);
 }

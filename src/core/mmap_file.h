@@ -31,6 +31,11 @@ class MappedFile {
   std::string path_;
 };
 
+// Drop the resident pages wholly inside [p, p + n) of a read-only mapping (MADV_DONTNEED; the
+// partial pages at either end are kept, another tensor may share them). For a tensor that was
+// just copied out: the copy is then the only one counted in RSS.
+void release_mapped_range(const void* p, size_t n);
+
 // Read a whole file into a string.
 Expected<std::string> read_text_file(const std::string& path);
 

@@ -290,6 +290,9 @@ Expected<std::vector<float>> SafeTensors::to_f32(const std::string& name) const 
       return make_error(v->file, ": tensor \"", name, "\" has dtype ", dtype_name(v->dtype),
                         ", expected a float dtype (F32, F16 or BF16)");
   }
+  // The fp32 copy is what the caller keeps: drop the mapped source pages so that loading a
+  // model holds one copy of each tensor, not the copy plus the file (issue 15).
+  release_mapped_range(v->data, v->nbytes);
   return out;
 }
 
