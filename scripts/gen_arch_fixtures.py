@@ -86,6 +86,16 @@ def families():
         tie_word_embeddings=False, hidden_act="silu",
         rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}), 0
 
+    # Qwen1.5-MoE-A2.7B: 60 experts, top-4 without renormalising, width 1408, a shared expert of
+    # width 5632 behind a sigmoid gate, q/k/v biases; shrunk: 8 experts, top-2, widths 32 / 64.
+    yield "qwen2_moe", tf.Qwen2MoeConfig(
+        vocab_size=V, hidden_size=64, intermediate_size=128, moe_intermediate_size=32,
+        shared_expert_intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, num_experts=8, num_experts_per_tok=2, norm_topk_prob=False,
+        decoder_sparse_step=1, mlp_only_layers=[], rms_norm_eps=1e-6,
+        max_position_embeddings=512, tie_word_embeddings=False, hidden_act="silu",
+        use_sliding_window=False,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}), 0
     # Qwen3 with YaRN (the Qwen3 model cards' long-context setting: factor 4 over 32768);
     # shrunk: original length 16, so the 40-token prompt runs past it.
     yield "qwen3_yarn", tf.Qwen3Config(
@@ -105,7 +115,8 @@ def families():
 
 
 MOE = {"mixtral": ("block_sparse_moe", "w1", "w3", "w2"),
-       "qwen3_moe": ("mlp", "gate_proj", "up_proj", "down_proj")}
+       "qwen3_moe": ("mlp", "gate_proj", "up_proj", "down_proj"),
+       "qwen2_moe": ("mlp", "gate_proj", "up_proj", "down_proj")}
 
 
 def moe_shape(model, family, g):

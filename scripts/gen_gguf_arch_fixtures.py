@@ -32,7 +32,7 @@ import argparse, glob, json, os, shutil, subprocess, sys, tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LLAMA_CPP_PYTHON = "0.3.36"  # scripts/bench_llamacpp.sh builds the same version
-FAMILIES = ["qwen3", "gemma3", "gemma2", "mistral", "phi3", "mixtral", "qwen3_moe"]
+FAMILIES = ["qwen3", "gemma3", "gemma2", "mistral", "phi3", "mixtral", "qwen3_moe", "qwen2_moe"]
 
 
 def llama_cpp_tree(tmp):
@@ -115,6 +115,7 @@ def main():
     ap.add_argument("out", nargs="?", default=os.path.join(ROOT, "tests/fixtures/model/gguf"))
     ap.add_argument("families", nargs="*")
     a = ap.parse_args()
+    a.out = os.path.abspath(a.out)  # the converter runs in the llama.cpp tree
     os.makedirs(a.out, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         llama_cpp = a.llama_cpp or llama_cpp_tree(tmp)

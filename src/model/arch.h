@@ -76,10 +76,17 @@ struct MoeNames {
   std::string router;       // under "model.layers.N.": "block_sparse_moe.gate"
   std::string experts;      // expert e's modules are under experts + "<e>.": "block_sparse_moe.experts."
   std::string gate, up, down;  // module names in an expert: "w1", "w3", "w2"
+  // A shared expert every token goes through, scaled by sigmoid(shared_gate(x)) (Qwen 2-MoE):
+  // its gate/up/down modules under "model.layers.N." + shared ("mlp.shared_expert."), and the
+  // hidden -> 1 gate linear ("mlp.shared_expert_gate"). Empty: none.
+  std::string shared, shared_gate;
   // llama.cpp's tensors under "blk.N." (the same for every MoE family it writes): the router
   // and the experts stacked into one 3-D tensor per projection, [n_experts, rows, cols].
   std::string gguf_router = "ffn_gate_inp";
   std::string gguf_gate = "ffn_gate_exps", gguf_up = "ffn_up_exps", gguf_down = "ffn_down_exps";
+  // the shared expert's (2-D) and its gate's tensors
+  std::string gguf_shared_gate = "ffn_gate_shexp", gguf_shared_up = "ffn_up_shexp",
+              gguf_shared_down = "ffn_down_shexp", gguf_shared_inp = "ffn_gate_inp_shexp";
 };
 
 struct Architecture {
@@ -115,6 +122,11 @@ struct Architecture {
   // "model.layers.3.block_sparse_moe.gate".
   std::string expert_prefix(int layer, int expert, const std::string& short_name) const;
   std::string router_prefix(int layer) const;
+  // The shared expert's modules (Qwen 2-MoE): "model.layers.3.mlp.shared_expert.up_proj", and its
+  // gate "model.layers.3.mlp.shared_expert_gate".
+  bool has_shared_expert() const { return moe && !moe_names.shared.empty(); }
+  std::string shared_prefix(int layer, const std::string& short_name) const;
+  std::string shared_gate_prefix(int layer) const;
 };
 
 // The registry (arch_registry.cpp): every supported family, Llama first.
@@ -133,6 +145,7 @@ const Architecture& phi3_architecture();
 const Architecture& gemma2_architecture();
 const Architecture& mixtral_architecture();
 const Architecture& qwen3_moe_architecture();
+const Architecture& qwen2_moe_architecture();
 
 // Shared pieces the family files use.
 namespace arch_detail {

@@ -49,12 +49,20 @@ std::string Architecture::router_prefix(int layer) const {
   return "model.layers." + std::to_string(layer) + "." + moe_names.router;
 }
 
+std::string Architecture::shared_prefix(int layer, const std::string& n) const {
+  return "model.layers." + std::to_string(layer) + "." + moe_names.shared + n;
+}
+
+std::string Architecture::shared_gate_prefix(int layer) const {
+  return "model.layers." + std::to_string(layer) + "." + moe_names.shared_gate;
+}
+
 const std::vector<Architecture>& supported_architectures() {
   // The one table: adding a family = one arch_<family>.cpp + one line here.
   static const std::vector<Architecture> archs = {
       llama_architecture(), mistral_architecture(), qwen2_architecture(),
       qwen3_architecture(), gemma3_architecture(), phi3_architecture(), gemma2_architecture(),
-      mixtral_architecture(), qwen3_moe_architecture(),
+      mixtral_architecture(), qwen3_moe_architecture(), qwen2_moe_architecture(),
   };
   return archs;
 }

@@ -68,6 +68,7 @@ struct ModelConfig {
   int top_k = 0;
   int moe_intermediate = 0;
   bool norm_topk_prob = true;
+  int shared_intermediate = 0;  // the shared expert's width (Qwen 2-MoE); 0: none
   std::string json_text;  // the original config.json text
 
   int window_of(int layer) const {

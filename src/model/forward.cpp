@@ -314,6 +314,26 @@ void moe_forward(const ModelConfig& cfg, const BlockWeights& b, const float* xn,
       for (int j = 0; j < H; ++j) o[j] += yi[j] * wi;
     }
   }
+  if (b.shared.down.out > 0) {
+    // the shared expert on every token, times sigmoid(shared_expert_gate(x)) (Qwen 2-MoE)
+    const int S = cfg.shared_intermediate;
+    g.resize((size_t)n_tok * S);
+    u.resize((size_t)n_tok * S);
+    y.resize((size_t)n_tok * H);
+    std::vector<float> gate((size_t)n_tok);
+    linear_forward(b.shared.gate, xn, n_tok, g.data());
+    linear_forward(b.shared.up, xn, n_tok, u.data());
+    gated_activation(cfg, g.data(), u.data(), n_tok * S);
+    if (rec) rec->shared_down_in = u;
+    linear_forward(b.shared.down, u.data(), n_tok, y.data());
+    linear_forward(b.shared_gate, xn, n_tok, gate.data());
+    for (int64_t t = 0; t < n_tok; ++t) {
+      const float sg = 1.0f / (1.0f + std::exp(-gate[(size_t)t]));
+      float* o = out + (size_t)t * H;
+      const float* yt = y.data() + (size_t)t * H;
+      for (int j = 0; j < H; ++j) o[j] += sg * yt[j];
+    }
+  }
 }
 
 void mlp_forward(const ModelConfig& cfg, const BlockWeights& b, const float* xn, int64_t n_tok,

@@ -15,6 +15,7 @@ struct MoeRecord {
   std::vector<std::vector<int32_t>> rows;      // [expert][n_e]
   std::vector<std::vector<float>> weight;      // [expert][n_e]
   std::vector<std::vector<float>> down_in;     // [expert][n_e][moe_intermediate]
+  std::vector<float> shared_down_in;           // [n_tok][shared_intermediate] (shared expert)
 };
 
 // Inputs of every linear layer of one block, recorded for the AWQ search.

@@ -49,6 +49,13 @@ std::map<std::string, std::string> layer_names(const Architecture& a, bool with_
   }
   for (const FusedLinear& f : a.fused) m[f.gguf + ".weight"] = f.hf + ".weight";
   if (a.moe) m[a.moe_names.gguf_router + ".weight"] = a.moe_names.router + ".weight";
+  if (a.has_shared_expert()) {
+    const MoeNames& n = a.moe_names;
+    m[n.gguf_shared_gate + ".weight"] = n.shared + "gate_proj.weight";
+    m[n.gguf_shared_up + ".weight"] = n.shared + "up_proj.weight";
+    m[n.gguf_shared_down + ".weight"] = n.shared + "down_proj.weight";
+    m[n.gguf_shared_inp + ".weight"] = n.shared_gate + ".weight";
+  }
   return m;
 }
 
@@ -75,6 +82,7 @@ struct LlamaDims {
   bool head_dim_given;
   float eps, rope_theta;
   int64_t n_experts = 0, top_k = 0, moe_inter = 0;  // MoE families
+  int64_t shared_inter = 0;                          // Qwen 2-MoE's shared expert
 };
 
 Expected<LlamaDims> llama_dims(const GGUFFile& g) {
@@ -111,9 +119,11 @@ Expected<LlamaDims> llama_dims(const GGUFFile& g) {
     // Qwen 3-MoE: the expert width is its own key; Mixtral's experts are feed_forward_length wide.
     d.moe_inter = opt_int(g, kp + "expert_feed_forward_length").value_or(0);
     if (d.moe_inter <= 0) d.moe_inter = opt_int(g, kp + "feed_forward_length").value_or(0);
-    if (auto s = opt_int(g, kp + "expert_shared_count"); s && *s > 0)
+    if (auto s = opt_int(g, kp + "expert_shared_count"); s && *s > (d.arch->has_shared_expert() ? 1 : 0))
       return make_error(g.path(), ": ", kp, "expert_shared_count = ", *s,
-                        ": shared experts are not implemented");
+                        ": more shared experts than the family's one are not implemented");
+    if (d.arch->has_shared_expert())  // llama.cpp: feed_forward_length when the key is absent
+      d.shared_inter = opt_int(g, kp + "expert_shared_feed_forward_length").value_or(d.inter);
   }
   AWQ_ASSIGN(d.eps, g.get_f32(kp + "attention.layer_norm_rms_epsilon"));
   d.rope_theta = g.has(kp + "rope.freq_base") ? *g.get_f32(kp + "rope.freq_base") : 10000.f;
@@ -651,22 +661,24 @@ Expected<std::string> build_config_json(const GGUFFile& g, DType dtype) {
       c["num_local_experts"] = d.n_experts;
       c["intermediate_size"] = d.moe_inter;
       c["sliding_window"] = nullptr;
-    } else {  // qwen3_moe: llama.cpp always renormalises the top-k weights (src/models/qwen3moe.cpp)
+    } else {  // llama.cpp always renormalises the top-k weights of qwen3moe, never of qwen2moe
       c["num_experts"] = d.n_experts;
       c["moe_intermediate_size"] = d.moe_inter;
-      c["norm_topk_prob"] = true;
+      c["norm_topk_prob"] = a.model_type == "qwen3_moe";
+      if (a.has_shared_expert()) c["shared_expert_intermediate_size"] = d.shared_inter;
       c["decoder_sparse_step"] = 1;
       c["mlp_only_layers"] = ojson::array();
     }
   }
-  if (a.model_type == "qwen2" || a.model_type == "qwen3" || a.model_type == "qwen3_moe")
+  if (a.model_type == "qwen2" || a.model_type == "qwen3" || a.model_type == "qwen3_moe" ||
+      a.model_type == "qwen2_moe")
     c["use_sliding_window"] = false;
   c["rms_norm_eps"] = double(d.eps);
   c["rope_theta"] = double(d.rope_theta);
   c["max_position_embeddings"] = d.ctx;
   c["vocab_size"] = d.vocab;
   c["tie_word_embeddings"] = g.find_tensor("output.weight") == nullptr;
-  c["attention_bias"] = a.model_type == "qwen2" ? true : false;
+  c["attention_bias"] = a.qkv_bias;
   c["mlp_bias"] = false;
   c["bos_token_id"] = opt_json(opt_int(g, "tokenizer.ggml.bos_token_id"));
   c["eos_token_id"] = opt_json(opt_int(g, "tokenizer.ggml.eos_token_id"));
@@ -861,6 +873,12 @@ Status convert_gguf_to_hf(const std::string& gguf_path, const std::string& out_d
     if (hf == "model.embed_tokens.weight" || hf == "lm_head.weight") return {d.vocab, d.hidden};
     if (hf == "model.norm.weight") return {d.hidden};
     auto ends = [&](const char* s) { return hf.size() >= strlen(s) && hf.ends_with(s); };
+    if (a.has_shared_expert()) {  // before the dense names: its modules end the same way
+      if (ends("shared_expert_gate.weight")) return {1, d.hidden};
+      if (hf.find(".shared_expert.") != std::string::npos)
+        return ends("down_proj.weight") ? std::vector<int64_t>{d.hidden, d.shared_inter}
+                                        : std::vector<int64_t>{d.shared_inter, d.hidden};
+    }
     if (ends("q_norm.weight") || ends("k_norm.weight")) return {d.head_dim};
     if (ends("layernorm.weight")) return {d.hidden};
     if (ends("q_proj.bias")) return {q};
@@ -895,7 +913,10 @@ Status convert_gguf_to_hf(const std::string& gguf_path, const std::string& out_d
     const auto want = j.expert.empty() ? shape_of(j.hf)
                       : down ? std::vector<int64_t>{d.n_experts, d.hidden, d.moe_inter}
                              : std::vector<int64_t>{d.n_experts, d.moe_inter, d.hidden};
-    if (j.t->shape() != want) {
+    // llama.cpp declares the shared expert's gate 1-D ({n_embd}); HF holds it [1, hidden]
+    const bool gate_1d = j.t->shape() == std::vector<int64_t>{d.hidden} &&
+                         want == std::vector<int64_t>{1, d.hidden};
+    if (j.t->shape() != want && !gate_1d) {
       std::string w, got;
       for (auto x : want) w += std::to_string(x) + " ";
       for (auto x : j.t->shape()) got += std::to_string(x) + " ";
@@ -926,7 +947,8 @@ Status convert_gguf_to_hf(const std::string& gguf_path, const std::string& out_d
         std::fprintf(stderr, "[%zu/%zu] %s (%s) -> %s\n", i + 1, jobs.size(), j.t->name.c_str(),
                      ggml_type_name(j.t->type).c_str(), j.hf.c_str());
       AWQ_ASSIGN(std::vector<float> v, g.dequantize(*j.t));
-      const auto shape = j.t->shape();
+      auto shape = j.t->shape();
+      if (shape.size() == 1 && j.hf.ends_with("shared_expert_gate.weight")) shape = {1, shape[0]};
       if (!j.expert.empty()) {  // [experts, rows, cols] -> one [rows, cols] tensor per expert
         const size_t per = size_t(shape[1] * shape[2]);
         for (int64_t e = 0; e < shape[0]; ++e)

@@ -222,6 +222,15 @@ Expected<BlockWeights> load_block(const SafeTensors& st, const ModelConfig& cfg,
       AWQ_TRY(load_linear(st, cfg, a.expert_prefix(layer, e, "up_proj"), H, I, false, x.up, opt));
       AWQ_TRY(load_linear(st, cfg, a.expert_prefix(layer, e, "down_proj"), I, H, false, x.down, opt));
     }
+    if (a.has_shared_expert()) {
+      const int S = cfg.shared_intermediate;
+      ExpertWeights& x = b.shared;
+      AWQ_TRY(load_linear(st, cfg, a.shared_prefix(layer, "gate_proj"), H, S, false, x.gate, opt));
+      AWQ_TRY(load_linear(st, cfg, a.shared_prefix(layer, "up_proj"), H, S, false, x.up, opt));
+      AWQ_TRY(load_linear(st, cfg, a.shared_prefix(layer, "down_proj"), S, H, false, x.down, opt));
+      AWQ_TRY(load_linear(st, cfg, a.shared_gate_prefix(layer), H, 1, false, b.shared_gate,
+                          LoadOptions{}));
+    }
   }
   for (const FusedLinear& fl : a.fused) {  // one module in the file, split into its parts
     int out = 0, in = -1;

@@ -40,6 +40,8 @@ struct BlockWeights {
   Linear q, k, v, o, gate, up, down;  // gate/up/down empty in MoE blocks
   Linear router;                       // MoE: [n_experts][hidden], fp32 (never quantized)
   std::vector<ExpertWeights> experts;  // MoE: n_experts
+  ExpertWeights shared;                // MoE with a shared expert (Qwen 2-MoE); else empty
+  Linear shared_gate;                  // its [1][hidden] gate, fp32 (never quantized)
   Linear& linear(const std::string& short_name);
   const Linear& linear(const std::string& short_name) const;
   std::vector<float>& norm(NormSlot s);

@@ -513,6 +513,10 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
                !not_converted(not_convert, cfg.arch->linear_prefix(layer, n));
       };
       const bool moe = cfg.arch->moe;
+      // A MoE block's shared expert (Qwen 2-MoE) reads the MLP input like the experts; its
+      // down_proj input takes the dense model's Down slot (m_down, rec.down_in).
+      const bool shared = cfg.arch->has_shared_expert();
+      const int S = cfg.shared_intermediate;
       MoeExpertStats m_exp(moe ? cfg.n_experts : 0, cfg.moe_intermediate);
       if (moe) rec.moe.rows.assign(cfg.n_experts, {}), rec.moe.weight.assign(cfg.n_experts, {}),
           rec.moe.down_in.assign(cfg.n_experts, {});
@@ -526,6 +530,7 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
         m_mlp.add(cr.mlp_in, H);
         if (!moe) m_down.add(cr.down_in, cfg.intermediate);
         else m_exp.add(cr.moe);
+        if (shared) m_down.add(cr.moe.shared_down_in, S);
         if (gguf_out) {
           q_attn.add(cr.attn_in, H);
           q_o.add(cr.o_in, cfg.n_heads * cfg.head_dim);
@@ -550,6 +555,7 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
           append(rec.o_in, cr.o_in);
           append(rec.mlp_in, cr.mlp_in);
           if (!moe) append(rec.down_in, cr.down_in);
+          if (shared) append(rec.down_in, cr.moe.shared_down_in);
           // MoE: the routed rows of the kept calibration blocks, as rows of rec.mlp_in
           const int32_t row_end = (int32_t)keep * T, row_off = (int32_t)c0 * T;
           const int I = cfg.moe_intermediate;
@@ -602,6 +608,8 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
           std::vector<Linear*> ls;
           for (auto& ex : b.experts)
             for (const auto& n : g.linears) ls.push_back(&ex.linear(n));
+          if (shared)
+            for (const auto& n : g.linears) ls.push_back(&b.shared.linear(n));
           const std::vector<float> x_mean = m_mlp.mean();
           auto run = [&](std::vector<float>& y) {
             y.resize((size_t)n_tok * H);
@@ -657,6 +665,28 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
                 opt.search, "layer " + std::to_string(layer) + " " + group);
             report_group(group, r);
             moe_found.push_back({e, std::move(r.scales)});
+            AWQ_TRY(check_cancel(opt));
+          }
+          if (shared) {  // the shared expert's up -> down, on every token
+            Linear* l = &b.shared.linear(g.linears[0]);
+            auto run = [&, l](std::vector<float>& y) {
+              y.resize((size_t)n_tok * l->out);
+              for (int sb = 0; sb < n_search && !cancelled(opt); ++sb)
+                linear_forward(*l, rec.down_in.data() + (size_t)sb * T * S, T,
+                               y.data() + (size_t)sb * T * l->out);
+            };
+            std::vector<float> y_ref, y;
+            run(y_ref);
+            const std::string group = "shared_expert." + join(g.linears);
+            ScaleResult r = search_scales_loss(
+                {l}, m_down.mean(),
+                [&] {
+                  run(y);
+                  return mse(y_ref, y);
+                },
+                opt.search, "layer " + std::to_string(layer) + " " + group);
+            report_group(group, r);
+            moe_found.push_back({-2, std::move(r.scales)});
             AWQ_TRY(check_cancel(opt));
           }
           continue;
@@ -763,15 +793,25 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
       }
       std::vector<float> in_scale[4];  // per Input: the scales its recorded inputs were divided by
       for (auto& f : moe_found) {
-        if (f.expert < 0) {
+        if (f.expert == -1) {
           apply_scales_to_norm(b.mlp_norm, f.s);
           apply_scales_to_linear(b.router, f.s);  // router(x / s) with columns * s = router(x)
           for (auto& ex : b.experts) {
             apply_scales_to_linear(ex.gate, f.s);
             apply_scales_to_linear(ex.up, f.s);
           }
+          if (shared) {  // and the shared expert, whose gate linear is compensated likewise
+            apply_scales_to_linear(b.shared.gate, f.s);
+            apply_scales_to_linear(b.shared.up, f.s);
+            apply_scales_to_linear(b.shared_gate, f.s);
+          }
           divide_inputs(rec.mlp_in, H, f.s);
           in_scale[(int)Input::Mlp] = f.s;
+        } else if (f.expert == -2) {
+          apply_scales_to_prev_linear(b.shared.up, f.s);
+          apply_scales_to_linear(b.shared.down, f.s);
+          divide_inputs(rec.down_in, S, f.s);
+          in_scale[(int)Input::Down] = f.s;
         } else {
           ExpertWeights& ex = b.experts[f.expert];
           apply_scales_to_prev_linear(ex.up, f.s);
@@ -838,6 +878,16 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
             rep.clips.push_back({layer, "experts." + std::to_string(e) + "." + n, cr.err_before,
                                  cr.err_after});
           }
+        }
+        for (const char* n : {"gate_proj", "up_proj", "down_proj"}) {  // the shared expert
+          if (!shared) break;
+          AWQ_TRY(check_cancel(opt));
+          if (not_converted(not_convert, cfg.arch->shared_prefix(layer, n))) continue;
+          const bool down = std::string(n) == "down_proj";
+          const ClipResult cr = search_and_apply_clip(
+              b.shared.linear(n), down ? rec.down_in.data() : rec.mlp_in.data(), n_tok, opt.search);
+          rep.clips.push_back({layer, std::string("shared_expert.") + n, cr.err_before,
+                               cr.err_after});
         }
       }
       AWQ_TRY(check_cancel(opt));
@@ -927,6 +977,24 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
               else rep.warnings.push_back(w);
             }
         }
+      if (cfg.arch->has_shared_expert()) {  // its gate (fp16, never quantized), then its linears
+        const std::string gp = cfg.arch->shared_gate_prefix(layer);
+        rep.params_total += (double)b.shared_gate.in;
+        AWQ_TRY(add_fp16(gp + ".weight", {1, b.shared_gate.in}, b.shared_gate.weight.data()));
+        for (const char* n : {"gate_proj", "up_proj", "down_proj"}) {
+          const Linear& l = b.shared.linear(n);
+          const std::string prefix = cfg.arch->shared_prefix(layer, n);
+          rep.params_total += (double)l.in * l.out;
+          if (not_converted(not_convert, prefix)) {
+            AWQ_TRY(add_fp16(prefix + ".weight", {l.out, l.in}, l.weight.data()));
+            continue;
+          }
+          rep.params_quantized += (double)l.in * l.out;
+          auto ql = quantize_linear(l.weight.data(), l.out, l.in, qc);
+          if (!ql) return make_error(prefix, ": ", ql.error().message);
+          AWQ_TRY(add_quantized(prefix, std::move(*ql), nullptr));
+        }
+      }
     }
     if (keep_state) {  // the block is complete: save it for --resume
       nlohmann::json& j = recorded.report;

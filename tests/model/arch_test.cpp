@@ -257,6 +257,21 @@ TEST(ArchConfig, MoeFieldsAndRefusals) {
   EXPECT_EQ(qwen3_moe_architecture().expert_prefix(0, 1, "down_proj"),
             "model.layers.0.mlp.experts.1.down_proj");
   EXPECT_EQ(qwen3_moe_architecture().router_prefix(3), "model.layers.3.mlp.gate");
+  const std::string q2 = "\"num_experts\": 8, \"num_experts_per_tok\": 2, "
+                         "\"moe_intermediate_size\": 32";
+  auto q2m = parse_model_config(
+      cfg_json("Qwen2MoeForCausalLM", q2 + ", \"shared_expert_intermediate_size\": 64"), "c");
+  ASSERT_TRUE(q2m.ok()) << q2m.error().message;
+  EXPECT_EQ(q2m->shared_intermediate, 64);
+  EXPECT_FALSE(q2m->norm_topk_prob);
+  e = parse_error("Qwen2MoeForCausalLM", q2);
+  EXPECT_NE(e.find("shared_expert_intermediate_size"), std::string::npos) << e;
+  e = parse_error("Qwen2MoeForCausalLM",
+                  q2 + ", \"shared_expert_intermediate_size\": 64, \"decoder_sparse_step\": 2");
+  EXPECT_NE(e.find("\"decoder_sparse_step\" = 2"), std::string::npos) << e;
+  EXPECT_EQ(qwen2_moe_architecture().shared_prefix(2, "down_proj"),
+            "model.layers.2.mlp.shared_expert.down_proj");
+  EXPECT_EQ(qwen2_moe_architecture().shared_gate_prefix(2), "model.layers.2.mlp.shared_expert_gate");
 }
 
 TEST(ArchConfig, GgufFileGivenForADirectory) {
@@ -341,7 +356,7 @@ TEST_P(FamilyForward, LogitsMatchTransformers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Tiny, FamilyForward, ::testing::Values("qwen3", "gemma3", "mistral", "phi3", "gemma2", "mixtral",
-                                                   "qwen3_moe", "qwen3_yarn", "llama3_rope"));
+                                                   "qwen3_moe", "qwen3_yarn", "llama3_rope", "qwen2_moe"));
 
 // The comparison can fail: the same models with a recipe detail removed are far off.
 TEST(FamilyForwardSensitivity, WindowNormsAndRopeMatter) {
@@ -393,6 +408,20 @@ TEST(FamilyForwardSensitivity, WindowNormsAndRopeMatter) {
     ASSERT_TRUE(m->cfg.norm_topk_prob);
     m->cfg.norm_topk_prob = false;
     EXPECT_GT(max_rel_err(*m, *fx, &am), 1e-3);
+  }
+  {  // Qwen 2-MoE: the shared expert and its sigmoid gate are part of the block
+    auto fx = SafeTensors::open(fixture_dir("qwen2_moe") + "/logits.safetensors");
+    ASSERT_TRUE(fx.ok());
+    for (int which = 0; which < 2; ++which) {
+      auto m = load_model(fixture_dir("qwen2_moe"));
+      ASSERT_TRUE(m.ok()) << m.error().message;
+      ASSERT_EQ(m->cfg.shared_intermediate, 64);
+      for (auto& b : m->blocks) {
+        if (which == 0) b.shared.down.out = 0;  // no shared expert
+        else std::fill(b.shared_gate.weight.begin(), b.shared_gate.weight.end(), 0.0f);  // gate 0.5
+      }
+      EXPECT_GT(max_rel_err(*m, *fx, &am), 1e-3) << which;
+    }
   }
   {  // and so does the number of experts per token
     auto fx = SafeTensors::open(fixture_dir("mixtral") + "/logits.safetensors");
@@ -519,6 +548,7 @@ TEST_P(GgufFamilyInput, ConvertGivesBackTheFixture) {
   EXPECT_EQ(got->top_k, ref->top_k);
   EXPECT_EQ(got->moe_intermediate, ref->moe_intermediate);
   EXPECT_EQ(got->norm_topk_prob, ref->norm_topk_prob);
+  EXPECT_EQ(got->shared_intermediate, ref->shared_intermediate);
 
   if (fam == "mistral" || gemma) return;  // see above: not the fixture's model / weights
   auto m = load_model(out);
@@ -533,7 +563,7 @@ TEST_P(GgufFamilyInput, ConvertGivesBackTheFixture) {
 
 INSTANTIATE_TEST_SUITE_P(Tiny, GgufFamilyInput,
                          ::testing::Values("qwen3", "gemma3", "gemma2", "mistral", "phi3",
-                                           "mixtral", "qwen3_moe"));
+                                           "mixtral", "qwen3_moe", "qwen2_moe"));
 
 TEST(GemmaNorm, StoredFormRoundTrips) {
   auto m = load_model(fixture_dir("gemma3"));

@@ -1,4 +1,4 @@
-// Mixture-of-experts quantization on the tiny Mixtral and Qwen 3-MoE fixtures
+// Mixture-of-experts quantization on the tiny Mixtral, Qwen 3-MoE and Qwen 2-MoE (shared expert) fixtures
 // (scripts/gen_arch_fixtures.py: a massive activation channel and salient MLP-input channels;
 // block 0's last expert is never routed to):
 //  - AWQ beats RTN on the output error of every MoE block (the block's input from the fp32
@@ -242,6 +242,15 @@ void check_layout(const std::string& family) {
   const auto& skip = cfg->quant.modules_to_not_convert;
   const std::string want = family == "mixtral" ? "gate" : "mlp.gate";
   EXPECT_NE(std::find(skip.begin(), skip.end(), want), skip.end()) << want;
+  if (a.has_shared_expert()) {  // Qwen 2-MoE: the shared expert quantized, its gate fp16
+    const TensorView* g = st->find(a.shared_gate_prefix(1) + ".weight");
+    ASSERT_NE(g, nullptr);
+    EXPECT_EQ(g->dtype, DType::F16);
+    EXPECT_EQ(g->shape, (std::vector<int64_t>{1, cfg->hidden}));
+    for (const char* n : {"gate_proj", "up_proj", "down_proj"})
+      EXPECT_NE(st->find(a.shared_prefix(1, n) + ".qweight"), nullptr) << n;
+    EXPECT_NE(std::find(skip.begin(), skip.end(), "shared_expert_gate"), skip.end());
+  }
 }
 
 void check_expert_without_tokens(const std::string& family) {
@@ -281,7 +290,7 @@ TEST_P(MoeQuantize, AwqBeatsRtnPerBlockKeepsRoutingLayoutAndExpertsWithoutTokens
   check_unpack(GetParam());
 }
 
-INSTANTIATE_TEST_SUITE_P(Tiny, MoeQuantize, ::testing::Values("mixtral", "qwen3_moe"));
+INSTANTIATE_TEST_SUITE_P(Tiny, MoeQuantize, ::testing::Values("mixtral", "qwen3_moe", "qwen2_moe"));
 
 // The record the quantizer's per-expert statistics are built from: expert e's rows are exactly
 // the tokens whose top-k contains e, its down_proj inputs are computed from those tokens, and
@@ -389,10 +398,15 @@ void check_unpack(const std::string& family) {
       for (int e = 0; e < (int)b.experts.size(); ++e)
         for (const char* n : {"gate_proj", "up_proj", "down_proj"})
           add(a.expert_prefix(l, e, n), {&const_cast<ExpertWeights&>(b.experts[e]).linear(n)});
+      if (a.has_shared_expert())
+        for (const char* n : {"gate_proj", "up_proj", "down_proj"})
+          add(a.shared_prefix(l, n), {&const_cast<ExpertWeights&>(b.shared).linear(n)});
     }
     ASSERT_TRUE(w.finish().ok());
   }
-  EXPECT_EQ(n_modules, m->cfg.n_layers * (a.fused.empty() ? 4 + 3 * m->cfg.n_experts : 4));
+  EXPECT_EQ(n_modules, m->cfg.n_layers * (a.fused.empty() ? 4 + 3 * m->cfg.n_experts +
+                                                              3 * a.has_shared_expert()
+                                                        : 4));
   const std::string cmd = std::string("python3 ") + AWQ_SOURCE_DIR +
                           "/scripts/check_awq_format.py '" + q.awq.string() + "' --reference '" +
                           (ref / "model.safetensors").string() + "'";

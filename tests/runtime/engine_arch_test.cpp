@@ -63,5 +63,5 @@ TEST_P(FamilyEngine, IncrementalMatchesFullForward) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Tiny, FamilyEngine, ::testing::Values("qwen3", "gemma3", "mistral", "phi3", "gemma2", "mixtral", "qwen3_yarn", "llama3_rope",
+INSTANTIATE_TEST_SUITE_P(Tiny, FamilyEngine, ::testing::Values("qwen3", "gemma3", "mistral", "phi3", "gemma2", "mixtral", "qwen3_yarn", "llama3_rope", "qwen2_moe",
                                                    "qwen3_moe"));
