@@ -241,3 +241,23 @@ TEST_P(GgufSentencePiece, TokenizesAsTransformersGgufTokenizer) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Gguf, GgufSentencePiece, ::testing::Values("llama", "phi3"));
+
+// A SentencePiece vocabulary without its scores cannot order its merges: refused naming the key.
+TEST(GgufSentencePieceErrors, MissingScoresNamed) {
+  std::string img =
+      read_all(std::string(AWQ_SOURCE_DIR) + "/tests/fixtures/tokenizer/gguf_spm/llama.gguf");
+  const std::string key = "tokenizer.ggml.scores";
+  const size_t at = img.find(key);
+  ASSERT_NE(at, std::string::npos);
+  img.replace(at, key.size(), "tokenizer.ggml.scorez");
+  OutDir out;
+  const std::string path = out.p + ".gguf";
+  std::ofstream(path, std::ios::binary).write(img.data(), std::streamsize(img.size()));
+  auto g = GGUFFile::open(path);
+  fs::remove(path);
+  ASSERT_TRUE(g.ok()) << g.error().message;
+  auto tj = build_tokenizer_json(*g);
+  ASSERT_FALSE(tj.ok());
+  EXPECT_NE(tj.error().message.find("missing tokenizer.ggml.scores"), std::string::npos)
+      << tj.error().message;
+}
