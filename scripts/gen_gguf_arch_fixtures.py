@@ -32,7 +32,8 @@ import argparse, glob, json, os, shutil, subprocess, sys, tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LLAMA_CPP_PYTHON = "0.3.36"  # scripts/bench_llamacpp.sh builds the same version
-FAMILIES = ["qwen3", "gemma3", "gemma2", "mistral", "phi3", "mixtral", "qwen3_moe", "qwen2_moe"]
+FAMILIES = ["qwen3", "gemma3", "gemma2", "mistral", "phi3", "mixtral", "qwen3_moe", "qwen2_moe",
+            "qwen3_yarn", "llama3_rope"]
 
 
 def llama_cpp_tree(tmp):

@@ -597,6 +597,57 @@ Expected<std::vector<bool>> sliding_layers(const GGUFFile& g, const std::string&
   return swa;
 }
 
+// Llama 3.1+ RoPE scaling: llama.cpp's converter writes no rope.scaling.* keys for it, only the
+// per-dimension factors it computed from (factor, low_freq_factor, high_freq_factor,
+// original_max_position_embeddings) as the tensor rope_freqs.weight (conversion/llama.py). The HF
+// config needs the four numbers: find the ones that give back every stored factor (factor = the
+// largest; the Llama 3.x values 1 / 4 for the frequency factors, or a few others; the original
+// length a power of two or the file's context length). No match: refused, naming the tensor.
+struct Llama3Rope {
+  double factor, low, high;
+  int64_t original;
+};
+
+Expected<std::optional<Llama3Rope>> llama3_rope_from_factors(const GGUFFile& g, const LlamaDims& d) {
+  const GGUFTensor* t = g.find_tensor("rope_freqs.weight");
+  if (!t) return std::optional<Llama3Rope>();
+  AWQ_ASSIGN(std::vector<float> f, g.dequantize(*t));
+  const int64_t dim = d.head_dim;
+  if (int64_t(f.size()) != dim / 2)
+    return make_error(g.path(), ": tensor \"rope_freqs.weight\" has ", f.size(),
+                      " entries, expected head_dim / 2 = ", dim / 2);
+  if (std::all_of(f.begin(), f.end(), [](float x) { return x == 1.0f; }))
+    return std::optional<Llama3Rope>();
+  const double factor = *std::max_element(f.begin(), f.end());
+  std::vector<int64_t> originals;
+  for (int k = 4; k <= 20; ++k) originals.push_back(int64_t(1) << k);
+  originals.push_back(d.ctx);
+  for (double low : {1.0, 0.5, 2.0})
+    for (double high : {4.0, 2.0, 8.0, 1.0})
+      for (int64_t orig : originals) {
+        if (high <= low) continue;
+        const double low_wl = double(orig) / low, high_wl = double(orig) / high;
+        bool ok = true;
+        for (int64_t i = 0; i < dim / 2 && ok; ++i) {
+          // freqs as torch float32: base ** (arange(0, dim, 2) / dim), then 1 / that
+          const float expo = float(2 * i) / float(dim);
+          const float freq = 1.0f / std::pow(d.rope_theta, expo);
+          const double wl = 2 * M_PI / double(freq);
+          double want;
+          if (wl < high_wl) want = 1.0;
+          else if (wl > low_wl) want = factor;
+          else {
+            const double smooth = (double(orig) / wl - low) / (high - low);
+            want = 1.0 / ((1.0 - smooth) / factor + smooth);
+          }
+          ok = std::fabs(double(f[size_t(i)]) - want) <= 1e-6 * std::max(1.0, want);
+        }
+        if (ok) return std::optional<Llama3Rope>(Llama3Rope{factor, low, high, orig});
+      }
+  return make_error(g.path(), ": tensor \"rope_freqs.weight\" holds per-dimension RoPE factors "
+                    "that are not Llama 3 rope scaling for any known setting; not converted");
+}
+
 Expected<std::string> build_config_json(const GGUFFile& g, DType dtype) {
   AWQ_ASSIGN(LlamaDims d, llama_dims(g));
   const Architecture& a = *d.arch;
@@ -695,6 +746,15 @@ Expected<std::string> build_config_json(const GGUFFile& g, DType dtype) {
         rs["original_max_position_embeddings"] = *o;
       c["rope_scaling"] = rs;
     }
+  } else if (auto l3 = llama3_rope_from_factors(g, d); !l3) {
+    return l3.error();
+  } else if (l3->has_value()) {
+    const Llama3Rope& r = **l3;
+    c["rope_scaling"] = {{"rope_type", "llama3"},
+                         {"factor", r.factor},
+                         {"low_freq_factor", r.low},
+                         {"high_freq_factor", r.high},
+                         {"original_max_position_embeddings", r.original}};
   } else if (g.has(kp + "rope.scale_linear")) {
     c["rope_scaling"] = {{"rope_type", "linear"},
                          {"type", "linear"},

@@ -535,6 +535,11 @@ TEST_P(GgufFamilyInput, ConvertGivesBackTheFixture) {
   EXPECT_EQ(got->rms_eps, ref->rms_eps);
   EXPECT_EQ(got->rope_theta, ref->rope_theta);
   EXPECT_EQ(got->rope_scaling.kind, ref->rope_scaling.kind);
+  EXPECT_EQ(got->rope_scaling.factor, ref->rope_scaling.factor);
+  EXPECT_EQ(got->rope_scaling.original_max_position, ref->rope_scaling.original_max_position);
+  EXPECT_EQ(got->rope_scaling.low_freq_factor, ref->rope_scaling.low_freq_factor);
+  EXPECT_EQ(got->rope_scaling.high_freq_factor, ref->rope_scaling.high_freq_factor);
+  EXPECT_EQ(got->rope_scaling.attention_factor, ref->rope_scaling.attention_factor);
   EXPECT_EQ(got->tie_embeddings, ref->tie_embeddings);
   EXPECT_EQ(got->act, ref->act);
   EXPECT_EQ(got->layer_window, ref->layer_window);
@@ -563,7 +568,8 @@ TEST_P(GgufFamilyInput, ConvertGivesBackTheFixture) {
 
 INSTANTIATE_TEST_SUITE_P(Tiny, GgufFamilyInput,
                          ::testing::Values("qwen3", "gemma3", "gemma2", "mistral", "phi3",
-                                           "mixtral", "qwen3_moe", "qwen2_moe"));
+                                           "mixtral", "qwen3_moe", "qwen2_moe", "qwen3_yarn",
+                                           "llama3_rope"));
 
 TEST(GemmaNorm, StoredFormRoundTrips) {
   auto m = load_model(fixture_dir("gemma3"));
