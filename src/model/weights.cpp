@@ -99,6 +99,7 @@ Status load_awq_linear(const SafeTensors& st, const ModelConfig& cfg, const std:
   std::memcpy(qwv.data(), qw->data, qw->nbytes);
   std::memcpy(qzv.data(), qz->data, qz->nbytes);
   std::memcpy(scv.data(), sc->data, sc->nbytes);
+  for (const TensorView* t : {qw, qz, sc}) release_mapped_range(t->data, t->nbytes);  // copied
   auto w4 = w4_from_awq(qwv.data(), qzv.data(), scv.data(), K, N, G);
   if (!w4) return make_error(prefix, ": ", w4.error().message);
   l.w4 = std::make_shared<W4Matrix>(std::move(*w4));
@@ -290,6 +291,7 @@ Expected<Model> load_model(const std::string& dir, const LoadOptions& opt) {
       m.lm_head_f16.resize(n);  // the file's bits (load_globals checked the shape)
       std::memcpy(m.lm_head_f16.data(), tv->data, tv->nbytes);
     }
+    if (tv) release_mapped_range(tv->data, tv->nbytes);  // copied or converted
   }
   m.blocks.reserve(m.cfg.n_layers);
   for (int i = 0; i < m.cfg.n_layers; ++i) {
