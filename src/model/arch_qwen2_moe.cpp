@@ -20,38 +20,18 @@
 
 namespace awq {
 namespace arch_detail {
-Status parse_qwen_window(const nlohmann::json& j, ModelConfig& c, const std::string& src);
-Status parse_moe_counts(const nlohmann::json& j, ModelConfig& c, const std::string& src,
-                        const char* n_key, const char* width_key);
+Status parse_qwen_moe(const nlohmann::json& j, ModelConfig& c, const std::string& src);
 }  // namespace arch_detail
 
 namespace {
 
 Status parse_qwen2_moe(const nlohmann::json& j, ModelConfig& c, const std::string& src) {
-  AWQ_TRY(arch_detail::parse_activation(j, c, src, "hidden_act", Activation::Silu));
-  const bool t5 = !j.contains("num_experts") && j.contains("num_local_experts");
-  AWQ_TRY(arch_detail::parse_moe_counts(j, c, src, t5 ? "num_local_experts" : "num_experts",
-                                        "moe_intermediate_size"));
-  c.norm_topk_prob = false;
-  if (auto it = j.find("norm_topk_prob"); it != j.end() && !it->is_null()) {
-    if (!it->is_boolean())
-      return make_error(src, ": field \"norm_topk_prob\" must be true/false, got ", it->dump());
-    c.norm_topk_prob = it->get<bool>();
-  }
   AWQ_ASSIGN(c.shared_intermediate,
              arch_detail::opt_int(j, "shared_expert_intermediate_size", src, 0));
   if (c.shared_intermediate <= 0)
     return make_error(src, ": field \"shared_expert_intermediate_size\" must be a positive "
                            "integer (Qwen 2-MoE's shared expert)");
-  if (auto it = j.find("mlp_only_layers"); it != j.end() && !it->is_null() &&
-                                           !(it->is_array() && it->empty()))
-    return make_error(src, ": field \"mlp_only_layers\" = ", it->dump(),
-                      " (dense MLP layers in a MoE model) is not implemented");
-  AWQ_ASSIGN(const int step, arch_detail::opt_int(j, "decoder_sparse_step", src, 1));
-  if (step != 1)
-    return make_error(src, ": field \"decoder_sparse_step\" = ", step,
-                      " (dense MLP layers in a MoE model) is not implemented (supported: 1)");
-  return arch_detail::parse_qwen_window(j, c, src);
+  return arch_detail::parse_qwen_moe(j, c, src);
 }
 
 }  // namespace

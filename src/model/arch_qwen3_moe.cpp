@@ -17,16 +17,15 @@ namespace arch_detail {
 Status parse_qwen_window(const nlohmann::json& j, ModelConfig& c, const std::string& src);
 Status parse_moe_counts(const nlohmann::json& j, ModelConfig& c, const std::string& src,
                         const char* n_key, const char* width_key);
-}  // namespace arch_detail
 
-namespace {
-
-Status parse_qwen3_moe(const nlohmann::json& j, ModelConfig& c, const std::string& src) {
-  AWQ_TRY(arch_detail::parse_activation(j, c, src, "hidden_act", Activation::Silu));
+// The MoE fields of the Qwen MoE families (Qwen 3-MoE, Qwen 2-MoE): experts, experts per token
+// and their width, norm_topk_prob (config class default false), no dense layers, the window.
+Status parse_qwen_moe(const nlohmann::json& j, ModelConfig& c, const std::string& src) {
+  AWQ_TRY(parse_activation(j, c, src, "hidden_act", Activation::Silu));
   // "num_experts" in the released configs; Transformers 5 saves it as "num_local_experts"
   const bool t5 = !j.contains("num_experts") && j.contains("num_local_experts");
-  AWQ_TRY(arch_detail::parse_moe_counts(j, c, src, t5 ? "num_local_experts" : "num_experts",
-                                        "moe_intermediate_size"));
+  AWQ_TRY(parse_moe_counts(j, c, src, t5 ? "num_local_experts" : "num_experts",
+                           "moe_intermediate_size"));
   c.norm_topk_prob = false;
   if (auto it = j.find("norm_topk_prob"); it != j.end() && !it->is_null()) {
     if (!it->is_boolean())
@@ -37,13 +36,20 @@ Status parse_qwen3_moe(const nlohmann::json& j, ModelConfig& c, const std::strin
                                            !(it->is_array() && it->empty()))
     return make_error(src, ": field \"mlp_only_layers\" = ", it->dump(),
                       " (dense MLP layers in a MoE model) is not implemented");
-  AWQ_ASSIGN(const int step, arch_detail::opt_int(j, "decoder_sparse_step", src, 1));
+  AWQ_ASSIGN(const int step, opt_int(j, "decoder_sparse_step", src, 1));
   if (step != 1)
     return make_error(src, ": field \"decoder_sparse_step\" = ", step,
                       " (dense MLP layers in a MoE model) is not implemented (supported: 1)");
+  return parse_qwen_window(j, c, src);
+}
+}  // namespace arch_detail
+
+namespace {
+
+Status parse_qwen3_moe(const nlohmann::json& j, ModelConfig& c, const std::string& src) {
   AWQ_TRY(arch_detail::require_unset(j, "shared_expert_intermediate_size", src,
                                      "a shared expert (Qwen 2-MoE)"));
-  return arch_detail::parse_qwen_window(j, c, src);
+  return arch_detail::parse_qwen_moe(j, c, src);
 }
 
 }  // namespace

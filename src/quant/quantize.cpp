@@ -954,6 +954,17 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
         }
       }
     }
+    // A bias-free MoE linear (an expert's, the shared expert's): fp16 when left unconverted,
+    // else quantized.
+    auto write_plain = [&](const std::string& prefix, const Linear& l) -> Status {
+      rep.params_total += (double)l.in * l.out;
+      if (not_converted(not_convert, prefix))
+        return add_fp16(prefix + ".weight", {l.out, l.in}, l.weight.data());
+      rep.params_quantized += (double)l.in * l.out;
+      auto ql = quantize_linear(l.weight.data(), l.out, l.in, qc);
+      if (!ql) return make_error(prefix, ": ", ql.error().message);
+      return add_quantized(prefix, std::move(*ql), nullptr);
+    };
     if (cfg.arch->moe) {  // router (fp16, never quantized), then every expert's linears
       const std::string rp = cfg.arch->router_prefix(layer);
       rep.params_total += (double)b.router.in * b.router.out;
@@ -962,15 +973,8 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
         for (const char* n : {"gate_proj", "up_proj", "down_proj"}) {
           const Linear& l = b.experts[e].linear(n);
           const std::string prefix = cfg.arch->expert_prefix(layer, e, n);
-          rep.params_total += (double)l.in * l.out;
-          if (not_converted(not_convert, prefix)) {
-            AWQ_TRY(add_fp16(prefix + ".weight", {l.out, l.in}, l.weight.data()));
-            continue;
-          }
-          rep.params_quantized += (double)l.in * l.out;
-          auto ql = quantize_linear(l.weight.data(), l.out, l.in, qc);
-          if (!ql) return make_error(prefix, ": ", ql.error().message);
-          AWQ_TRY(add_quantized(prefix, std::move(*ql), nullptr));
+          AWQ_TRY(write_plain(prefix, l));
+          if (not_converted(not_convert, prefix)) continue;
           if (layer == 0 && e == 0 && opt.format == CheckpointFormat::AutoAwq)
             for (auto& w : vllm_tp_warnings(prefix, l.in, l.out, qc, std::string(n) == "down_proj")) {
               if (w.find("awq_marlin falls back") != std::string::npos) ++marlin_fallbacks;
@@ -981,19 +985,8 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
         const std::string gp = cfg.arch->shared_gate_prefix(layer);
         rep.params_total += (double)b.shared_gate.in;
         AWQ_TRY(add_fp16(gp + ".weight", {1, b.shared_gate.in}, b.shared_gate.weight.data()));
-        for (const char* n : {"gate_proj", "up_proj", "down_proj"}) {
-          const Linear& l = b.shared.linear(n);
-          const std::string prefix = cfg.arch->shared_prefix(layer, n);
-          rep.params_total += (double)l.in * l.out;
-          if (not_converted(not_convert, prefix)) {
-            AWQ_TRY(add_fp16(prefix + ".weight", {l.out, l.in}, l.weight.data()));
-            continue;
-          }
-          rep.params_quantized += (double)l.in * l.out;
-          auto ql = quantize_linear(l.weight.data(), l.out, l.in, qc);
-          if (!ql) return make_error(prefix, ": ", ql.error().message);
-          AWQ_TRY(add_quantized(prefix, std::move(*ql), nullptr));
-        }
+        for (const char* n : {"gate_proj", "up_proj", "down_proj"})
+          AWQ_TRY(write_plain(cfg.arch->shared_prefix(layer, n), b.shared.linear(n)));
       }
     }
     if (keep_state) {  // the block is complete: save it for --resume

@@ -58,6 +58,18 @@ struct OutDir {
   }
   ~OutDir() { fs::remove_all(p); }
 };
+
+// Convert a GGUF image held in memory (a fixture with bytes patched) into `out_dir`, through a
+// temporary file beside it that is removed again.
+Status convert_image(const std::string& img, const std::string& out_dir) {
+  const std::string path = out_dir + ".gguf";
+  std::ofstream(path, std::ios::binary).write(img.data(), std::streamsize(img.size()));
+  ConvertOptions o;
+  o.progress = false;
+  Status s = convert_gguf_to_hf(path, out_dir, o);
+  fs::remove(path);
+  return s;
+}
 }  // namespace
 
 TEST(GGUFConvert, TinyLlamaMatchesPythonReference) {
@@ -157,12 +169,7 @@ TEST(GGUFConvert, MixtralNeedsEveryExpertTensor) {
   ASSERT_NE(at, std::string::npos);
   img.replace(at, from.size(), to);
   OutDir out;
-  const std::string path = out.p + ".gguf";
-  std::ofstream(path, std::ios::binary).write(img.data(), std::streamsize(img.size()));
-  ConvertOptions o;
-  o.progress = false;
-  Status s = convert_gguf_to_hf(path, out.p, o);
-  fs::remove(path);
+  Status s = convert_image(img, out.p);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("missing tensor for blk.1.ffn_down_exps.weight"), std::string::npos)
       << s.message();
@@ -189,12 +196,7 @@ TEST(GGUFConvert, UnsupportedBlockTypeRefusedAndTempRemoved) {
   t = uint32_t(GGMLType::IQ4_NL);
   std::memcpy(img.data() + pos, &t, 4);
   OutDir out;
-  const std::string path = out.p + ".gguf";
-  std::ofstream(path, std::ios::binary).write(img.data(), std::streamsize(img.size()));
-  ConvertOptions o;
-  o.progress = false;
-  Status s = convert_gguf_to_hf(path, out.p, o);
-  fs::remove(path);
+  Status s = convert_image(img, out.p);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("blk.0.attn_q.weight"), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("IQ4_NL"), std::string::npos) << s.message();
@@ -250,11 +252,7 @@ TEST(GgufSentencePieceErrors, MissingScoresNamed) {
   const size_t at = img.find(key);
   ASSERT_NE(at, std::string::npos);
   img.replace(at, key.size(), "tokenizer.ggml.scorez");
-  OutDir out;
-  const std::string path = out.p + ".gguf";
-  std::ofstream(path, std::ios::binary).write(img.data(), std::streamsize(img.size()));
-  auto g = GGUFFile::open(path);
-  fs::remove(path);
+  auto g = GGUFFile::parse(reinterpret_cast<const uint8_t*>(img.data()), img.size(), "llama.gguf");
   ASSERT_TRUE(g.ok()) << g.error().message;
   auto tj = build_tokenizer_json(*g);
   ASSERT_FALSE(tj.ok());
