@@ -46,7 +46,7 @@ def _write_calib_jsonl(texts, tmpdir):
 
 
 def quantize(model, out_dir, *, w_bit=4, group_size=128, zero_point=True, method="awq",
-             clip="joint", clip_aware_search=True, grid_clip=None, duo_scaling=True, calib=None, n_samples=128,
+             clip="joint", clip_aware_search=True, grid_clip=None, grid_stride=None, duo_scaling=True, calib=None, n_samples=128,
              seqlen=512, search_blocks=16, gram_loss=True, gqa_o_scale=False,
              modules_to_not_convert=None, threads=0, overwrite=False, report=None,
              progress=True, chunk_blocks=None, resume=False, resume_state=True):
@@ -55,7 +55,8 @@ def quantize(model, out_dir, *, w_bit=4, group_size=128, zero_point=True, method
     The same pipeline and options as `awq quantize` (each keyword is the CLI flag without
     dashes): same inputs and options give a byte-identical checkpoint. `clip` is the clipping
     search ("joint", "gram-asym", "gram", "sampled") or False for `--no-clip`; `grid_clip` is
-    `--grid-clip` ("asym", "coarse" or "sym"; None: the CLI's default); `calib` is a
+    `--grid-clip` ("asym", "coarse" or "sym"; None: the CLI's default); `grid_stride` is
+    `--grid-stride` (an int >= 1; None: the CLI's default); `calib` is a
     .txt/.jsonl path, a list of strings, or None for the embedded default corpus; `report` a
     path for the JSON report. `progress`: True (a tqdm bar when tqdm is installed, else the
     CLI's text progress on stderr), False, or a callable(done_blocks, total_blocks).
@@ -91,6 +92,8 @@ def quantize(model, out_dir, *, w_bit=4, group_size=128, zero_point=True, method
                     ("overwrite", overwrite), ("resume", resume),
                     ("resume_state", resume_state)):
         check_bool(v, name)
+    if grid_stride is not None:
+        check_int(grid_stride, "grid_stride", minimum=1)
     check_int(n_samples, "n_samples", minimum=1)
     check_int(seqlen, "seqlen", minimum=1)
     check_int(search_blocks, "search_blocks", minimum=0)
@@ -124,6 +127,7 @@ def quantize(model, out_dir, *, w_bit=4, group_size=128, zero_point=True, method
             "clip": clip is not False, "clip_mode": clip if clip is not False else "joint",
             "clip_aware_search": clip_aware_search, "duo_scaling": duo_scaling,
             **({"grid_clip": grid_clip} if grid_clip is not None else {}),
+            **({"grid_stride": grid_stride} if grid_stride is not None else {}),
             "calib": calib_path, "n_samples": n_samples, "seqlen": seqlen,
             "search_blocks": search_blocks, "gram_loss": gram_loss, "gqa_o_scale": gqa_o_scale,
             "modules_to_not_convert": mods, "threads": threads, "overwrite": overwrite,

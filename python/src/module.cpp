@@ -139,6 +139,8 @@ std::string quantize(const std::string& model, const std::string& out_dir, const
   const std::string grid_clip = opt_get<std::string>(o, "grid_clip", grid_clip_name(q.search));
   if (!set_grid_clip(q.search, grid_clip))
     throw nb::value_error(("grid_clip " + grid_clip + " is not one of asym, coarse, sym").c_str());
+  q.search.grid_stride = opt_get<int>(o, "grid_stride", q.search.grid_stride);
+  if (q.search.grid_stride < 1) throw nb::value_error("grid_stride must be at least 1");
   const std::string clip_mode = opt_get<std::string>(o, "clip_mode", "joint");
   if (clip_mode == "sampled") q.search.clip_mode = SearchOptions::ClipMode::Sampled;
   else if (clip_mode == "gram") q.search.clip_mode = SearchOptions::ClipMode::Gram;

@@ -30,6 +30,7 @@ def _same_checkpoint(a, b):
     (dict(group_size=64, n_samples=8, clip=False, duo_scaling=False, zero_point=True),
      ["--group-size", "64", "--no-clip", "--no-duo-scaling"] + FAST),
     (dict(group_size=64, n_samples=8, grid_clip="sym"), ["--group-size", "64", "--grid-clip", "sym"] + FAST),
+    (dict(group_size=64, n_samples=8, grid_stride=1), ["--group-size", "64", "--grid-stride", "1"] + FAST),
     (dict(group_size=64, n_samples=8, clip="sampled", search_blocks=0,
           gram_loss=False, modules_to_not_convert=["down_proj"]),
      ["--group-size", "64", "--clip", "sampled", "--search-blocks", "0", "--no-gram-loss",

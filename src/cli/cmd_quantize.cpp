@@ -26,6 +26,8 @@ struct QArgs {
   std::string gguf_type = "q4_0";
   int w_bit = 4, group_size = 128, n_samples = 128, seqlen = 512, threads = 0, search_blocks = 16;
   int n_grid = SearchOptions{}.n_grid;
+  int grid_stride = SearchOptions{}.grid_stride;
+  int clip_pair_stride = SearchOptions{}.clip_pair_stride;
   bool clip_aware = true;
   std::string grid_clip = grid_clip_name(SearchOptions{});
   bool zero_point = true, no_clip = false, no_duo = false, overwrite = false;
@@ -66,6 +68,10 @@ int run_quantize(const QArgs& a) {
   o.search.duo_scaling = !a.no_duo;
   if (a.n_grid < 1) return fail("--n-grid must be at least 1 (1 = identity scales only)");
   o.search.n_grid = a.n_grid;
+  if (a.grid_stride < 1) return fail("--grid-stride must be at least 1 (1 = every ratio)");
+  o.search.grid_stride = a.grid_stride;
+  if (a.clip_pair_stride < 1) return fail("--clip-pair-stride must be at least 1 (1 = every pair)");
+  o.search.clip_pair_stride = a.clip_pair_stride;
   set_grid_clip(o.search, a.grid_clip);  // checked by CLI11 against kGridClipNames
   if (a.clip == "sampled") o.search.clip_mode = SearchOptions::ClipMode::Sampled;
   else if (a.clip == "gram") o.search.clip_mode = SearchOptions::ClipMode::Gram;
@@ -97,6 +103,9 @@ int run_quantize(const QArgs& a) {
               r->seconds, r->n_blocks, a.seqlen);
   std::printf("matrix-product work: %.2f TFLOP, %.1f GFLOP/s over the whole run\n",
               r->gemm_flop * 1e-12, r->seconds > 0 ? r->gemm_flop / r->seconds * 1e-9 : 0.0);
+  for (const PhaseReport& p : r->phases)
+    std::printf("  %-28s %8.1f s  %7.2f TFLOP  %6.1f GFLOP/s\n", p.name.c_str(), p.seconds,
+                p.gemm_flop * 1e-12, p.seconds > 0 ? p.gemm_flop / p.seconds * 1e-9 : 0.0);
   if (!a.report.empty()) {
     const nlohmann::json j = report_to_json(*r);
     FILE* f = std::fopen(a.report.c_str(), "w");
@@ -123,6 +132,10 @@ Register reg("quantize", "quantize a model (HF dir or .gguf) to an AutoAWQ or co
                  "(exact on all tokens), gram-asym (gram; max and min shrunk separately), joint (gram-asym "
                  "picks refined for the whole row's error, cross-group terms included)")
       ->capture_default_str();
+  sub.add_option("--clip-pair-stride", a->clip_pair_stride,
+                 "final clip (gram-asym, joint): the (max, min) shrink pairs on every k-th step "
+                 "(1: all 100; 2: 25)")
+      ->capture_default_str();
   on_off_flag(sub, "clip-aware-search", a->clip_aware,
                "score each scale ratio with the clipping search applied (off: clip only after "
                "the grid search, as the reference does)");
@@ -138,6 +151,10 @@ Register reg("quantize", "quantize a model (HF dir or .gguf) to an AutoAWQ or co
                  "scale ratios searched per group, 0/n .. (n-1)/n (1: identity scales, i.e. "
                  "no AWQ scaling: an ablation; with --no-clip and --format gguf, RTN rounding "
                  "weighted by the activation statistics)")
+      ->capture_default_str();
+  sub.add_option("--grid-stride", a->grid_stride,
+                 "coarse-to-fine grid: score every k-th ratio, then the k-1 ratios on each side "
+                 "of the best one (1: every ratio)")
       ->capture_default_str();
   sub.add_option("--calib", a->calib, "calibration text (.txt: blank-line separated; .jsonl)")
       ->check(CLI::ExistingFile);

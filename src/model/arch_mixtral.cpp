@@ -57,7 +57,7 @@ const Architecture& mixtral_architecture() {
     // permuted as for Llama); the converter picks this description for such a file.
     a.gguf_arch = "";
     a.gguf_permuted_qk = true;
-    arch_detail::make_moe(a, {"block_sparse_moe.gate", "block_sparse_moe.experts.", "w1", "w3", "w2"});
+    arch_detail::make_moe(a, {"block_sparse_moe.gate", "block_sparse_moe.experts.", "w1", "w3", "w2", "", ""});
     a.never_quantized = {"lm_head", "gate"};
     a.parse_config = parse_mixtral;
     return a;

@@ -42,7 +42,7 @@ const Architecture& qwen2_moe_architecture() {
     a.name = "Qwen2MoeForCausalLM";
     a.model_type = "qwen2_moe";
     a.gguf_arch = "qwen2moe";
-    MoeNames n{"mlp.gate", "mlp.experts.", "gate_proj", "up_proj", "down_proj"};
+    MoeNames n{"mlp.gate", "mlp.experts.", "gate_proj", "up_proj", "down_proj", "", ""};
     n.shared = "mlp.shared_expert.";
     n.shared_gate = "mlp.shared_expert_gate";
     arch_detail::make_moe(a, n);

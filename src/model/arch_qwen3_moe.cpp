@@ -60,7 +60,7 @@ const Architecture& qwen3_moe_architecture() {
     a.name = "Qwen3MoeForCausalLM";
     a.model_type = "qwen3_moe";
     a.gguf_arch = "qwen3moe";
-    arch_detail::make_moe(a, {"mlp.gate", "mlp.experts.", "gate_proj", "up_proj", "down_proj"});
+    arch_detail::make_moe(a, {"mlp.gate", "mlp.experts.", "gate_proj", "up_proj", "down_proj", "", ""});
     // "mlp.gate", not "gate": modules_to_not_convert match as substrings (here and in vLLM), and
     // "gate" would also match every expert's gate_proj.
     a.never_quantized = {"lm_head", "mlp.gate"};

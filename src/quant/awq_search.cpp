@@ -200,9 +200,17 @@ ScaleResult search_scales_loss(std::vector<Linear*> linears, const std::vector<f
   std::vector<std::vector<float>> originals;
   for (Linear* l : linears) originals.push_back(l->weight);
   double best = std::numeric_limits<double>::infinity();
-  for (int i = 0; i < opt.n_grid; ++i) {
-    if (cancel_requested()) break;  // the caller sees the flag and discards the result
-    report_phase_fraction((double)i / opt.n_grid);
+  r.losses.assign(opt.n_grid, std::numeric_limits<double>::quiet_NaN());
+  // The ratios in evaluation order: every k-th, then the neighbours of the best coarse one.
+  // Ties go to the lower index, as in one ascending pass over the full grid.
+  const int k = std::max(1, opt.grid_stride);
+  std::vector<int> order;
+  for (int i = 0; i < opt.n_grid; i += k) order.push_back(i);
+  const size_t n_coarse = order.size();
+  int done = 0;
+  const int total = (int)n_coarse + (k > 1 ? 2 * (k - 1) : 0);
+  auto eval = [&](int i) {
+    report_phase_fraction(std::min(1.0, (double)done++ / total));
     const float ratio = (float)i / (float)opt.n_grid;
     std::vector<float> s = awq_scales_for_ratio(x_mean, w_mean, ratio, opt.duo_scaling);
     for (size_t j = 0; j < linears.size(); ++j) {
@@ -211,14 +219,22 @@ ScaleResult search_scales_loss(std::vector<Linear*> linears, const std::vector<f
       quantize_with_scales(*linears[j], s, opt, prep);
     }
     const double loss = loss_fn();
-    r.losses.push_back(loss);
-    if (std::isfinite(loss) && loss < best) {
+    r.losses[i] = loss;
+    if (std::isfinite(loss) && (loss < best || (loss == best && i < r.best_index))) {
       best = loss;
       r.best_index = i;
       r.scales = std::move(s);
     }
     for (size_t j = 0; j < linears.size(); ++j) linears[j]->weight = originals[j];
+  };
+  for (size_t c = 0; c < n_coarse && !cancel_requested(); ++c) eval(order[c]);
+  if (k > 1 && r.best_index >= 0) {
+    const int b = r.best_index;
+    for (int d = 1; d < k; ++d)
+      for (int i : {b - d, b + d})
+        if (i >= 0 && i < opt.n_grid && i % k != 0 && !cancel_requested()) eval(i);
   }
+  // (a cancel: the caller sees the flag and discards the result)
   if (r.best_index < 0) {
     r.fallback = true;
     r.scales.assign(K, 1.0f);
@@ -371,7 +387,13 @@ ClipResult search_and_apply_clip_gram(Linear& l, const GramLoss& gram,
 #pragma omp parallel reduction(+ : err0, err1)
   {
     std::vector<float> D, E, lo, hi, Dsel, D0, Ef, R, delta, Lp, Hp;
+    std::vector<double> OE;
     std::vector<int> pick;
+    // With sweeps, the candidates of every group of the batch are kept (slot g) and reused by
+    // each sweep: they depend only on the weights, which are clamped after the last sweep.
+    // Without, one slot is reused group after group.
+    int nr_cur = 0;
+    auto slot = [&](int g) { return (size_t)(sweeps > 0 ? g : 0) * nr_cur * cand; };
     // Candidate errors D_c = Q(clamp(w_g, L_c, H_c)) - w_g of group g for rows o0 .. o0+nr.
     auto make_candidates = [&](int o0, int nr, int g) {
       for (int r = 0; r < nr; ++r) {
@@ -379,9 +401,9 @@ ClipResult search_and_apply_clip_gram(Linear& l, const GramLoss& gram,
         float mx = w[0], mn = w[0];
         for (int k = 1; k < G; ++k) mx = std::max(mx, w[k]), mn = std::min(mn, w[k]);
         const float amax = std::max(std::fabs(mx), std::fabs(mn));
-        float* d = D.data() + (size_t)r * cand * G;
-        float* L = lo.data() + (size_t)r * cand;
-        float* H = hi.data() + (size_t)r * cand;
+        float* d = D.data() + (slot(g) + (size_t)r * cand) * G;
+        float* L = lo.data() + slot(g) + (size_t)r * cand;
+        float* H = hi.data() + slot(g) + (size_t)r * cand;
         int c = 0;
         for (int i = 0; i < n_shrink; ++i, ++c) {
           const float mv = amax * (1.0f - (float)i / (float)opt.clip_grid);
@@ -399,26 +421,31 @@ ClipResult search_and_apply_clip_gram(Linear& l, const GramLoss& gram,
         for (c = 0; c < cand; ++c)
           for (int k = 0; k < G; ++k) d[(size_t)c * G + k] -= w[k];
       }
-      // E = D * G_gg; the group's own error of a candidate = sum_k D * E.
+      // E = D * G_gg; the group's own error of a candidate = sum_k D * E (kept in OE).
       count_flops(2.0 * nr * cand * G * G);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr * cand, G, G, 1.0f, D.data(), G,
+      const float* Dg = D.data() + slot(g) * G;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr * cand, G, G, 1.0f, Dg, G,
                   Gd.data() + (size_t)g * G * G, G, 0.0f, E.data(), G);
+      for (size_t rc = 0; rc < (size_t)nr * cand; ++rc) {
+        const float* d = Dg + rc * G;
+        const float* e = E.data() + rc * G;
+        double err = 0;
+        for (int k = 0; k < G; ++k) err += (double)d[k] * (double)e[k];
+        OE[slot(g) + rc] = err;
+      }
     };
-    auto own_err = [&](int r, int c) {
-      const float* d = D.data() + ((size_t)r * cand + c) * G;
-      const float* e = E.data() + ((size_t)r * cand + c) * G;
-      double err = 0;
-      for (int k = 0; k < G; ++k) err += (double)d[k] * (double)e[k];
-      return err;
-    };
+    auto own_err = [&](int g, int r, int c) { return OE[slot(g) + (size_t)r * cand + c]; };
 #pragma omp for schedule(dynamic, 1)
     for (int bi = 0; bi < n_batches; ++bi) {
       if (cancel_requested()) continue;  // results unspecified; the caller checks
       const int o0 = bi * rb, o1 = std::min(N, o0 + rb), nr = o1 - o0;
-      D.resize((size_t)nr * cand * G);
+      nr_cur = nr;
+      const size_t slots = sweeps > 0 ? n_groups : 1;
+      D.resize(slots * nr * cand * G);
       E.resize((size_t)nr * cand * G);
-      lo.resize((size_t)nr * cand);
-      hi.resize((size_t)nr * cand);
+      OE.resize(slots * nr * cand);
+      lo.resize(slots * nr * cand);
+      hi.resize(slots * nr * cand);
       pick.assign((size_t)nr * n_groups, 0);
       Lp.resize((size_t)nr * n_groups);
       Hp.resize((size_t)nr * n_groups);
@@ -433,19 +460,20 @@ ClipResult search_and_apply_clip_gram(Linear& l, const GramLoss& gram,
           double best = std::numeric_limits<double>::infinity(), first = 0;
           int best_c = 0;
           for (int c = 0; c < cand; ++c) {
-            const double err = own_err(r, c);
+            const double err = own_err(g, r, c);
             if (c == 0) first = err;
             if (err < best) best = err, best_c = c;
           }
           if (!std::isfinite(best)) best = first, best_c = 0;
           const size_t rg = (size_t)r * n_groups + g;
           pick[rg] = best_c;
-          Lp[rg] = lo[(size_t)r * cand + best_c];
-          Hp[rg] = hi[(size_t)r * cand + best_c];
+          Lp[rg] = lo[slot(g) + (size_t)r * cand + best_c];
+          Hp[rg] = hi[slot(g) + (size_t)r * cand + best_c];
           if (sweeps > 0) {
-            std::copy_n(D.data() + ((size_t)r * cand + best_c) * G, G,
+            std::copy_n(D.data() + (slot(g) + (size_t)r * cand + best_c) * G, G,
                         Dsel.data() + (size_t)r * K + (size_t)g * G);
-            std::copy_n(D.data() + (size_t)r * cand * G, G, D0.data() + (size_t)r * K + (size_t)g * G);
+            std::copy_n(D.data() + (slot(g) + (size_t)r * cand) * G, G,
+                        D0.data() + (size_t)r * K + (size_t)g * G);
           } else {
             err0 += first;
             err1 += best;
@@ -469,7 +497,6 @@ ClipResult search_and_apply_clip_gram(Linear& l, const GramLoss& gram,
       }
       for (int sw = 0; sw < sweeps; ++sw) {
         for (int g = 0; g < n_groups; ++g) {
-          make_candidates(o0, nr, g);
           // R = Ef_g - Dsel_g G_gg: what the other groups contribute to the row's gradient.
           count_flops(2.0 * nr * G * G);
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, G, G, -1.0f,
@@ -484,22 +511,22 @@ ClipResult search_and_apply_clip_gram(Linear& l, const GramLoss& gram,
             double best = std::numeric_limits<double>::infinity();
             int best_c = cur;
             for (int c = 0; c < cand; ++c) {
-              const float* d = D.data() + ((size_t)r * cand + c) * G;
+              const float* d = D.data() + (slot(g) + (size_t)r * cand + c) * G;
               double cross = 0;
               for (int k = 0; k < G; ++k) cross += (double)d[k] * (double)rr[k];
-              const double err = own_err(r, c) + 2.0 * cross;
+              const double err = own_err(g, r, c) + 2.0 * cross;
               if (err < best) best = err, best_c = c;
             }
             float* dsel = Dsel.data() + (size_t)r * K + (size_t)g * G;
-            const float* dn = D.data() + ((size_t)r * cand + best_c) * G;
+            const float* dn = D.data() + (slot(g) + (size_t)r * cand + best_c) * G;
             float* dl = delta.data() + (size_t)r * G;
             for (int k = 0; k < G; ++k) dl[k] = dn[k] - dsel[k];
             if (best_c != cur && std::isfinite(best)) {
               changed = true;
               cur = best_c;
               std::copy_n(dn, G, dsel);
-              Lp[(size_t)r * n_groups + g] = lo[(size_t)r * cand + best_c];
-              Hp[(size_t)r * n_groups + g] = hi[(size_t)r * cand + best_c];
+              Lp[(size_t)r * n_groups + g] = lo[slot(g) + (size_t)r * cand + best_c];
+              Hp[(size_t)r * n_groups + g] = hi[slot(g) + (size_t)r * cand + best_c];
             } else {
               std::fill(dl, dl + G, 0.0f);
             }

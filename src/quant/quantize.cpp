@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -146,6 +147,8 @@ nlohmann::json options_fingerprint(const QuantizeOptions& o, const CalibBlocks& 
     j["--gqa-o-scale"] = o.gqa_o_scaling;
     j["--clip-aware-search"] = o.clip_aware_search;
     j["--grid-clip"] = grid_clip_name(s);
+    if (s.grid_stride != 1) j["--grid-stride"] = s.grid_stride;  // absent: states before it
+    if (s.clip_pair_stride != 1) j["--clip-pair-stride"] = s.clip_pair_stride;
     j["search internals"] = {s.n_grid, s.clip_grid, s.max_shrink, s.clip_sample_tokens,
                              s.clip_batch_rows, s.clip_sweeps, o.chunk_blocks};
     j["calibration (--calib text and tokenizer)"] = {
@@ -202,7 +205,8 @@ std::vector<PhaseWork> block_phase_work(const ModelConfig& c, const QuantizeOpti
     const double np = std::ceil(ns / stride);
     const double cand = m == M::Gram ? ns : ns + np * np;
     const double sweeps = m == M::Joint && K > G ? so.clip_sweeps : 0;
-    return (1 + sweeps) * cand * N * K * (2 * G + kElem) +
+    // the sweeps reuse the candidates (awq_search.cpp): each adds one cross term per candidate
+    return cand * N * K * (2 * G + kElem) + sweeps * cand * N * K * 2 +
            (sweeps > 0 ? 4 * N * K * K + sweeps * 4 * N * G * K : 0);
   };
   std::vector<PhaseWork> w;
@@ -236,14 +240,16 @@ std::vector<PhaseWork> block_phase_work(const ModelConfig& c, const QuantizeOpti
     } else {
       eval = o.gram_loss ? 2 * N0 * K0 * K0 : 2 * N0 * K0 * tok_s;
     }
-    w.push_back({"grid " + join(g.linears), so.n_grid * (eval + prep) + eval});
+    const int k = std::max(1, so.grid_stride);
+    const double points = std::min<double>(so.n_grid, (so.n_grid + k - 1) / k + 2 * (k - 1));
+    w.push_back({"grid " + join(g.linears), points * (eval + prep) + eval});
   }
   if (so.clip) {
     double cw = 0;
     for (const auto& n : block_linear_names(c)) {
       if (!clipped(n)) continue;
       const auto [N, K] = linear_nk(c, n);
-      cw += clip_work(N, K, so.clip_mode);
+      cw += clip_work(N, K, so.clip_mode, so.clip_pair_stride);
     }
     w.push_back({"clip", cw});
   }
@@ -402,8 +408,14 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
     }
     const nlohmann::json& j = t.report;
     for (const auto& g : j.value("groups", nlohmann::json::array()))
-      rep.groups.push_back({g["layer"], g["group"], g["best_index"], g["loss_best"],
-                            g["loss_identity"], g["fallback"]});
+    {
+      GroupReport gr{g["layer"], g["group"], g["best_index"], g["loss_best"],
+                     g["loss_identity"], g["fallback"], {}};
+      for (const auto& v : g.value("losses", nlohmann::json::array()))
+        gr.losses.push_back(v.is_number() ? v.get<double>()
+                                          : std::numeric_limits<double>::quiet_NaN());
+      rep.groups.push_back(std::move(gr));
+    }
     for (const auto& c : j.value("clips", nlohmann::json::array()))
       rep.clips.push_back({c["layer"], c["linear"], c["err_before"], c["err_after"]});
     for (const auto& w : j.value("warnings", nlohmann::json::array())) rep.warnings.push_back(w);
@@ -458,8 +470,23 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
   size_t phase_i = 0;
   auto phase_t0 = std::chrono::steady_clock::now();
   int cur_layer = start_layer;
+  std::string cur_phase;  // name of the phase running (for rep.phases)
+  uint64_t phase_f0 = 0;
+  auto close_phase = [&](std::chrono::steady_clock::time_point now) {
+    if (cur_phase.empty()) return;
+    auto it = std::find_if(rep.phases.begin(), rep.phases.end(),
+                           [&](const PhaseReport& p) { return p.name == cur_phase; });
+    if (it == rep.phases.end()) it = rep.phases.insert(rep.phases.end(), PhaseReport{cur_phase});
+    it->seconds += std::chrono::duration<double>(now - phase_t0).count();
+    it->gemm_flop += (double)(flops_done() - phase_f0);
+    it->blocks += 1;
+    cur_phase.clear();
+  };
   auto phase = [&](const std::string& what) {
     const auto now = std::chrono::steady_clock::now();
+    close_phase(now);
+    cur_phase = what;
+    phase_f0 = flops_done();
     if (!measured && phase_i > 0) phase_s.push_back(std::chrono::duration<double>(now - phase_t0).count());
     phase_t0 = now;
     double w = phase_i < est.size() ? est[phase_i].work : 0;
@@ -494,7 +521,7 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
       //    search subset, accumulate mean |x| per channel, and advance x to the block output.
       BlockRecord rec;  // inputs of the first n_search blocks
       ChannelMean m_attn, m_o, m_mlp, m_down;
-      ChannelMean q_attn{true}, q_o{true}, q_mlp{true}, q_down{true};  // GGUF export only
+      ChannelMean q_attn{true, {}, 0}, q_o{true, {}, 0}, q_mlp{true, {}, 0}, q_down{true, {}, 0};  // GGUF export only
       const bool clip_gram = opt.search.clip &&
                              opt.search.clip_mode != SearchOptions::ClipMode::Sampled;
       const bool gram_lin = opt.gram_loss || clip_gram;
@@ -598,6 +625,7 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
         gr.loss_best = r.best_loss;
         gr.loss_identity = r.losses.empty() ? 0 : r.losses[0];
         gr.fallback = r.fallback;
+        gr.losses = r.losses;
         rep.groups.push_back(gr);
       };
       for (const ScaleGroup& g : cfg.arch->scale_groups) {
@@ -785,6 +813,7 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
         gr.loss_best = r.best_loss;
         gr.loss_identity = r.losses.empty() ? 0 : r.losses[0];
         gr.fallback = r.fallback;
+        gr.losses = r.losses;
         rep.groups.push_back(gr);
         std::vector<float> s_prev =
             tie.empty() ? r.scales : untie_scales(r.scales, tie, b.linear(g.prev_linear).out);
@@ -1006,6 +1035,7 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
       phase("");  // closes the last phase's timing
       measured = true;
     }
+    close_phase(std::chrono::steady_clock::now());  // "write" includes the resume state
     if (opt.on_progress) opt.on_progress(layer + 1, cfg.n_layers);
   }
   if (marlin_fallbacks > 0)
@@ -1077,9 +1107,11 @@ nlohmann::json report_entries_json(const QuantizeReport& r, const ReportRange& f
                       {"warnings", nlohmann::json::array()}, {"experts", nlohmann::json::array()}};
   for (size_t i = from.groups; i < r.groups.size(); ++i) {
     const GroupReport& g = r.groups[i];
+    nlohmann::json losses = nlohmann::json::array();
+    for (double v : g.losses) losses.push_back(std::isfinite(v) ? nlohmann::json(v) : nlohmann::json());
     j["groups"].push_back({{"layer", g.layer}, {"group", g.group}, {"best_index", g.best_index},
                            {"loss_best", g.loss_best}, {"loss_identity", g.loss_identity},
-                           {"fallback", g.fallback}});
+                           {"fallback", g.fallback}, {"losses", std::move(losses)}});
   }
   for (size_t i = from.clips; i < r.clips.size(); ++i) {
     const ClipReport& c = r.clips[i];
@@ -1095,7 +1127,10 @@ nlohmann::json report_entries_json(const QuantizeReport& r, const ReportRange& f
 nlohmann::json report_to_json(const QuantizeReport& r) {
   nlohmann::json j = {{"seconds", r.seconds},           {"gemm_flop", r.gemm_flop},
                       {"calib_blocks", r.n_blocks},     {"calib_tokens", r.calib_tokens},
-                      {"samples_used", r.samples_used}};
+                      {"samples_used", r.samples_used}, {"phases", nlohmann::json::array()}};
+  for (const PhaseReport& p : r.phases)
+    j["phases"].push_back({{"name", p.name}, {"seconds", p.seconds}, {"gemm_flop", p.gemm_flop},
+                           {"blocks", p.blocks}});
   j.update(report_entries_json(r));
   return j;
 }

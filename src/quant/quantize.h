@@ -63,6 +63,7 @@ struct GroupReport {
   int best_index = -1;     // grid index; ratio = best_index / n_grid
   double loss_best = 0, loss_identity = 0;  // loss at the chosen ratio and at ratio 0
   bool fallback = false;
+  std::vector<double> losses;  // per grid index (NaN, null in JSON: not evaluated)
 };
 
 struct ClipReport {
@@ -96,9 +97,19 @@ class MoeExpertStats {
   int width_;
 };
 
+struct PhaseReport {
+  std::string name;  // "forward", "grid gate_proj,up_proj", "clip", "write", ...
+  double seconds = 0;
+  double gemm_flop = 0;
+  int blocks = 0;  // decoder blocks that ran the phase in this process
+};
+
 struct QuantizeReport {
   double seconds = 0;
   double gemm_flop = 0;  // floating-point operations in dense matrix products (core/flops.h)
+  // Wall time and matrix work per phase, summed over the blocks this process ran (a resumed
+  // run counts only its own blocks); in first-run order.
+  std::vector<PhaseReport> phases;
   int n_blocks = 0, samples_used = 0;
   int64_t calib_tokens = 0;
   std::vector<GroupReport> groups;

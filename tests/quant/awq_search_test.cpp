@@ -102,6 +102,7 @@ TEST(ScaleSearch, SalientChannelPicksTheBestRatio) {
   std::vector<float> y_ref;
   run(y_ref);
   SearchOptions opt;
+  opt.grid_stride = 1;  // every ratio
   opt.q.group_size = 128;
   const std::vector<float> w_mean = weight_channel_mean({&l}, 128);
   ScaleResult r = search_scales({&l}, x_mean, run, y_ref, opt, "test");
@@ -135,6 +136,53 @@ TEST(ScaleSearch, SalientChannelPicksTheBestRatio) {
   std::vector<float> y_after;
   run(y_after);
   EXPECT_EQ(y_after, y_ref);
+}
+
+TEST(ScaleSearch, CoarseToFineGridScoresTheCoarseRatiosThenTheBestOnesNeighbours) {
+  // The salient-channel setup above, searched over the full grid and with --grid-stride k.
+  std::mt19937 g(11);
+  const int K = 128, N = 16, n = 256;
+  Linear l = rand_linear(K, N, g, 0.02f);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> x((size_t)n * K);
+  for (int t = 0; t < n; ++t)
+    for (int k = 0; k < K; ++k) x[(size_t)t * K + k] = d(g) * (k == 5 ? 40.0f : 1.0f);
+  std::vector<float> x_mean(K, 0.0f);
+  for (int t = 0; t < n; ++t)
+    for (int k = 0; k < K; ++k) x_mean[k] += std::fabs(x[(size_t)t * K + k]) / n;
+  auto run = [&](std::vector<float>& y) {
+    y.resize((size_t)n * N);
+    linear_forward(l, x.data(), n, y.data());
+  };
+  std::vector<float> y_ref;
+  run(y_ref);
+  SearchOptions opt;
+  opt.grid_stride = 1;  // every ratio
+  opt.q.group_size = 128;
+  const ScaleResult full = search_scales({&l}, x_mean, run, y_ref, opt, "full");
+  ASSERT_EQ((int)full.losses.size(), opt.n_grid);
+  for (double v : full.losses) ASSERT_TRUE(std::isfinite(v));
+  for (int k : {2, 3, 4}) {
+    opt.grid_stride = k;
+    const ScaleResult r = search_scales({&l}, x_mean, run, y_ref, opt, "coarse");
+    ASSERT_EQ((int)r.losses.size(), opt.n_grid);
+    int coarse_best = 0;
+    for (int i = 0; i < opt.n_grid; i += k)
+      if (full.losses[i] < full.losses[coarse_best]) coarse_best = i;
+    int expect_best = -1, evaluated = 0;
+    for (int i = 0; i < opt.n_grid; ++i) {
+      const bool want = i % k == 0 || std::abs(i - coarse_best) < k;
+      ASSERT_EQ(std::isfinite(r.losses[i]), want) << "k " << k << " ratio " << i;
+      if (!want) continue;
+      ++evaluated;
+      EXPECT_EQ(r.losses[i], full.losses[i]) << "k " << k << " ratio " << i;
+      if (expect_best < 0 || full.losses[i] < full.losses[expect_best]) expect_best = i;
+    }
+    EXPECT_EQ(r.best_index, expect_best) << k;
+    EXPECT_EQ(r.scales, awq_scales_for_ratio(x_mean, weight_channel_mean({&l}, 128),
+                                             (float)expect_best / opt.n_grid, true));
+    EXPECT_LT(evaluated, opt.n_grid) << k;
+  }
 }
 
 TEST(ClipSearch, ReducesOutputErrorOnAnOutlierGroup) {
@@ -397,6 +445,7 @@ TEST(ScaleSearch, ClipAwareScoresTheFinalWeightsAndIsNoWorse) {
     for (int k = 0; k < K; ++k) x_mean[k] += std::fabs(x[(size_t)t * K + k]) / T;
   const GramLoss gram(x.data(), T, K);
   SearchOptions opt;
+  opt.grid_stride = 1;  // every ratio
   opt.q.group_size = G;
   opt.clip_mode = SearchOptions::ClipMode::GramAsym;
   const Linear orig = l;
