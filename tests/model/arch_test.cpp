@@ -292,8 +292,9 @@ TEST(ArchConfig, RegistryDescriptionsAreConsistent) {
                                g.prev_linear != "v_proj");
       if (g.experts) continue;  // expert linears: gate_proj/up_proj/down_proj of every expert
       for (const auto& l : g.linears) EXPECT_NE(a.find_linear(l), nullptr) << l;
-      if (g.prev_kind == ScaleGroup::Prev::Linear)
+      if (g.prev_kind == ScaleGroup::Prev::Linear) {
         EXPECT_NE(a.find_linear(g.prev_linear), nullptr) << g.prev_linear;
+      }
     }
     auto f = find_architecture(a.name);
     ASSERT_TRUE(f.ok());
