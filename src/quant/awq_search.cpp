@@ -177,6 +177,11 @@ void GramLoss::block(int k0, int n, const std::vector<float>* s, float* out) con
     }
 }
 
+int grid_points(const SearchOptions& o) {
+  const int k = std::max(1, o.grid_stride);
+  return std::min(o.n_grid, (o.n_grid + k - 1) / k + 2 * (k - 1));
+}
+
 ScaleResult search_scales(std::vector<Linear*> linears, const std::vector<float>& x_mean,
                           const std::function<void(std::vector<float>&)>& run_module,
                           const std::vector<float>& y_ref, const SearchOptions& opt,
@@ -218,11 +223,8 @@ ScaleResult search_scales_loss(std::vector<Linear*> linears, const std::vector<f
   // The ratios in evaluation order: every k-th, then the neighbours of the best coarse one.
   // Ties go to the lower index, as in one ascending pass over the full grid.
   const int k = std::max(1, opt.grid_stride);
-  std::vector<int> order;
-  for (int i = 0; i < opt.n_grid; i += k) order.push_back(i);
-  const size_t n_coarse = order.size();
   int done = 0;
-  const int total = (int)n_coarse + (k > 1 ? 2 * (k - 1) : 0);
+  const int total = grid_points(opt);
   auto eval = [&](int i) {
     report_phase_fraction(std::min(1.0, (double)done++ / total));
     const float ratio = (float)i / (float)opt.n_grid;
@@ -241,7 +243,7 @@ ScaleResult search_scales_loss(std::vector<Linear*> linears, const std::vector<f
     }
     for (size_t j = 0; j < linears.size(); ++j) linears[j]->weight = originals[j];
   };
-  for (size_t c = 0; c < n_coarse && !cancel_requested(); ++c) eval(order[c]);
+  for (int i = 0; i < opt.n_grid && !cancel_requested(); i += k) eval(i);
   if (k > 1 && r.best_index >= 0) {
     const int b = r.best_index;
     for (int d = 1; d < k; ++d)
@@ -408,6 +410,8 @@ ClipResult search_and_apply_clip_gram(Linear& l, const GramLoss& gram,
     // Without, one slot is reused group after group.
     int nr_cur = 0;
     auto slot = [&](int g) { return (size_t)(sweeps > 0 ? g : 0) * nr_cur * cand; };
+    // Candidate c of row r of group g: its index in lo/hi/OE (times G: its offset in D).
+    auto at = [&](int g, int r, int c) { return slot(g) + (size_t)r * cand + c; };
     // Candidate errors D_c = Q(clamp(w_g, L_c, H_c)) - w_g of group g for rows o0 .. o0+nr.
     auto make_candidates = [&](int o0, int nr, int g) {
       for (int r = 0; r < nr; ++r) {
@@ -415,9 +419,9 @@ ClipResult search_and_apply_clip_gram(Linear& l, const GramLoss& gram,
         float mx = w[0], mn = w[0];
         for (int k = 1; k < G; ++k) mx = std::max(mx, w[k]), mn = std::min(mn, w[k]);
         const float amax = std::max(std::fabs(mx), std::fabs(mn));
-        float* d = D.data() + (slot(g) + (size_t)r * cand) * G;
-        float* L = lo.data() + slot(g) + (size_t)r * cand;
-        float* H = hi.data() + slot(g) + (size_t)r * cand;
+        float* d = D.data() + at(g, r, 0) * G;
+        float* L = lo.data() + at(g, r, 0);
+        float* H = hi.data() + at(g, r, 0);
         int c = 0;
         for (int i = 0; i < n_shrink; ++i, ++c) {
           const float mv = amax * (1.0f - (float)i / (float)opt.clip_grid);
@@ -446,7 +450,7 @@ ClipResult search_and_apply_clip_gram(Linear& l, const GramLoss& gram,
         OE[slot(g) + rc] = dot_f64(d, e, G);
       }
     };
-    auto own_err = [&](int g, int r, int c) { return OE[slot(g) + (size_t)r * cand + c]; };
+    auto own_err = [&](int g, int r, int c) { return OE[at(g, r, c)]; };
 #pragma omp for schedule(dynamic, 1)
     for (int bi = 0; bi < n_batches; ++bi) {
       if (cancel_requested()) continue;  // results unspecified; the caller checks
@@ -479,13 +483,12 @@ ClipResult search_and_apply_clip_gram(Linear& l, const GramLoss& gram,
           if (!std::isfinite(best)) best = first, best_c = 0;
           const size_t rg = (size_t)r * n_groups + g;
           pick[rg] = best_c;
-          Lp[rg] = lo[slot(g) + (size_t)r * cand + best_c];
-          Hp[rg] = hi[slot(g) + (size_t)r * cand + best_c];
+          Lp[rg] = lo[at(g, r, best_c)];
+          Hp[rg] = hi[at(g, r, best_c)];
           if (sweeps > 0) {
-            std::copy_n(D.data() + (slot(g) + (size_t)r * cand + best_c) * G, G,
+            std::copy_n(D.data() + at(g, r, best_c) * G, G,
                         Dsel.data() + (size_t)r * K + (size_t)g * G);
-            std::copy_n(D.data() + (slot(g) + (size_t)r * cand) * G, G,
-                        D0.data() + (size_t)r * K + (size_t)g * G);
+            std::copy_n(D.data() + at(g, r, 0) * G, G, D0.data() + (size_t)r * K + (size_t)g * G);
           } else {
             err0 += first;
             err1 += best;
@@ -523,21 +526,21 @@ ClipResult search_and_apply_clip_gram(Linear& l, const GramLoss& gram,
             double best = std::numeric_limits<double>::infinity();
             int best_c = cur;
             for (int c = 0; c < cand; ++c) {
-              const float* d = D.data() + (slot(g) + (size_t)r * cand + c) * G;
+              const float* d = D.data() + at(g, r, c) * G;
               const double cross = dot_f64(d, rr, G);
               const double err = own_err(g, r, c) + 2.0 * cross;
               if (err < best) best = err, best_c = c;
             }
             float* dsel = Dsel.data() + (size_t)r * K + (size_t)g * G;
-            const float* dn = D.data() + (slot(g) + (size_t)r * cand + best_c) * G;
+            const float* dn = D.data() + at(g, r, best_c) * G;
             float* dl = delta.data() + (size_t)r * G;
             for (int k = 0; k < G; ++k) dl[k] = dn[k] - dsel[k];
             if (best_c != cur && std::isfinite(best)) {
               changed = true;
               cur = best_c;
               std::copy_n(dn, G, dsel);
-              Lp[(size_t)r * n_groups + g] = lo[slot(g) + (size_t)r * cand + best_c];
-              Hp[(size_t)r * n_groups + g] = hi[slot(g) + (size_t)r * cand + best_c];
+              Lp[(size_t)r * n_groups + g] = lo[at(g, r, best_c)];
+              Hp[(size_t)r * n_groups + g] = hi[at(g, r, best_c)];
             } else {
               std::fill(dl, dl + G, 0.0f);
             }

@@ -54,6 +54,10 @@ struct SearchOptions {
   std::function<void(float* W, int N, int K, const std::vector<float>& s)> quantizer;
 };
 
+// Ratios the grid search scores at most: n_grid, or with a stride k > 1 the coarse ones plus
+// the 2 (k - 1) around the best (fewer at the ends of the grid).
+int grid_points(const SearchOptions& o);
+
 // --grid-clip NAME -> grid_clip_mode / grid_clip_pair_stride; false for an unknown name.
 bool set_grid_clip(SearchOptions& o, const std::string& name);
 std::string grid_clip_name(const SearchOptions& o);

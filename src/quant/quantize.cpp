@@ -240,9 +240,7 @@ std::vector<PhaseWork> block_phase_work(const ModelConfig& c, const QuantizeOpti
     } else {
       eval = o.gram_loss ? 2 * N0 * K0 * K0 : 2 * N0 * K0 * tok_s;
     }
-    const int k = std::max(1, so.grid_stride);
-    const double points = std::min<double>(so.n_grid, (so.n_grid + k - 1) / k + 2 * (k - 1));
-    w.push_back({"grid " + join(g.linears), points * (eval + prep) + eval});
+    w.push_back({"grid " + join(g.linears), grid_points(so) * (eval + prep) + eval});
   }
   if (so.clip) {
     double cw = 0;
@@ -407,8 +405,7 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
         AWQ_TRY(ckpt->add_fp16(it.name, it.shape, it.data.data()));
     }
     const nlohmann::json& j = t.report;
-    for (const auto& g : j.value("groups", nlohmann::json::array()))
-    {
+    for (const auto& g : j.value("groups", nlohmann::json::array())) {
       GroupReport gr{g["layer"], g["group"], g["best_index"], g["loss_best"],
                      g["loss_identity"], g["fallback"], {}};
       for (const auto& v : g.value("losses", nlohmann::json::array()))
@@ -802,19 +799,7 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
               },
               so, name, tie.empty() ? nullptr : &tie, prep);
         }
-        if (!r.note.empty()) {
-          std::fprintf(stderr, "warning: %s\n", r.note.c_str());
-          rep.warnings.push_back(r.note);
-        }
-        GroupReport gr;
-        gr.layer = layer;
-        gr.group = join(g.linears);
-        gr.best_index = r.best_index;
-        gr.loss_best = r.best_loss;
-        gr.loss_identity = r.losses.empty() ? 0 : r.losses[0];
-        gr.fallback = r.fallback;
-        gr.losses = r.losses;
-        rep.groups.push_back(gr);
+        report_group(join(g.linears), r);
         std::vector<float> s_prev =
             tie.empty() ? r.scales : untie_scales(r.scales, tie, b.linear(g.prev_linear).out);
         found.push_back({&g, std::move(r.scales), std::move(s_prev)});

@@ -33,6 +33,30 @@ void ref_fake_quant_group(std::vector<double>& w) {
   for (double& v : w) v = (std::clamp(std::nearbyint(v / sh) + z, 0.0, 15.0) - z) * sh;
 }
 
+// One linear, K = 128 (one group), N = 16, on n = 256 tokens whose channel 5 carries
+// activations 40x larger; y_ref = its output with the original weights.
+struct SalientLinear {
+  static constexpr int K = 128, N = 16, n = 256;
+  Linear l;
+  std::vector<float> x, x_mean, y_ref;
+  SalientLinear() {
+    std::mt19937 g(11);
+    l = rand_linear(K, N, g, 0.02f);
+    std::normal_distribution<float> d(0.0f, 1.0f);
+    x.resize((size_t)n * K);
+    for (int t = 0; t < n; ++t)
+      for (int k = 0; k < K; ++k) x[(size_t)t * K + k] = d(g) * (k == 5 ? 40.0f : 1.0f);
+    x_mean.assign(K, 0.0f);
+    for (int t = 0; t < n; ++t)
+      for (int k = 0; k < K; ++k) x_mean[k] += std::fabs(x[(size_t)t * K + k]) / n;
+    run(y_ref);
+  }
+  void run(std::vector<float>& y) const {  // with l's current weights
+    y.resize((size_t)n * N);
+    linear_forward(l, x.data(), n, y.data());
+  }
+};
+
 }  // namespace
 
 TEST(ScaleFolding, BlockOutputUnchangedBeforeQuantization) {
@@ -84,23 +108,11 @@ TEST(ScaleFolding, BlockOutputUnchangedBeforeQuantization) {
 }
 
 TEST(ScaleSearch, SalientChannelPicksTheBestRatio) {
-  // One linear, K = 128 (one group), N = 16. Channel 5 carries activations 40x larger.
-  std::mt19937 g(11);
-  const int K = 128, N = 16, n = 256;
-  Linear l = rand_linear(K, N, g, 0.02f);
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<float> x((size_t)n * K);
-  for (int t = 0; t < n; ++t)
-    for (int k = 0; k < K; ++k) x[(size_t)t * K + k] = d(g) * (k == 5 ? 40.0f : 1.0f);
-  std::vector<float> x_mean(K, 0.0f);
-  for (int t = 0; t < n; ++t)
-    for (int k = 0; k < K; ++k) x_mean[k] += std::fabs(x[(size_t)t * K + k]) / n;
-  auto run = [&](std::vector<float>& y) {
-    y.resize((size_t)n * N);
-    linear_forward(l, x.data(), n, y.data());
-  };
-  std::vector<float> y_ref;
-  run(y_ref);
+  SalientLinear f;
+  const int K = SalientLinear::K, N = SalientLinear::N, n = SalientLinear::n;
+  Linear& l = f.l;
+  const std::vector<float>&x = f.x, &x_mean = f.x_mean, &y_ref = f.y_ref;
+  auto run = [&](std::vector<float>& y) { f.run(y); };
   SearchOptions opt;
   opt.grid_stride = 1;  // every ratio
   opt.q.group_size = 128;
@@ -139,23 +151,11 @@ TEST(ScaleSearch, SalientChannelPicksTheBestRatio) {
 }
 
 TEST(ScaleSearch, CoarseToFineGridScoresTheCoarseRatiosThenTheBestOnesNeighbours) {
-  // The salient-channel setup above, searched over the full grid and with --grid-stride k.
-  std::mt19937 g(11);
-  const int K = 128, N = 16, n = 256;
-  Linear l = rand_linear(K, N, g, 0.02f);
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<float> x((size_t)n * K);
-  for (int t = 0; t < n; ++t)
-    for (int k = 0; k < K; ++k) x[(size_t)t * K + k] = d(g) * (k == 5 ? 40.0f : 1.0f);
-  std::vector<float> x_mean(K, 0.0f);
-  for (int t = 0; t < n; ++t)
-    for (int k = 0; k < K; ++k) x_mean[k] += std::fabs(x[(size_t)t * K + k]) / n;
-  auto run = [&](std::vector<float>& y) {
-    y.resize((size_t)n * N);
-    linear_forward(l, x.data(), n, y.data());
-  };
-  std::vector<float> y_ref;
-  run(y_ref);
+  // The salient-channel linear, searched over the full grid and with --grid-stride k.
+  SalientLinear f;
+  Linear& l = f.l;
+  const std::vector<float>&x_mean = f.x_mean, &y_ref = f.y_ref;
+  auto run = [&](std::vector<float>& y) { f.run(y); };
   SearchOptions opt;
   opt.grid_stride = 1;  // every ratio
   opt.q.group_size = 128;
