@@ -78,6 +78,13 @@ struct W4Matrix {
   static constexpr int kHeaderBytes = sizeof(W4GroupHeader);
   int n_tiles() const { return N / kTileRows; }
   int n_sub() const { return group_len / kSubK; }  // sub-blocks per group
+  // Sub-blocks per activation block of the I8 decode path (one int8 scale per block): the
+  // largest of 4, 3, 2, 1 that divides n_sub(), i.e. the whole group up to 128 values.
+  int act_sub() const {
+    const int nb = n_sub();
+    return nb % 4 == 0 ? 4 : nb % 3 == 0 ? 3 : nb % 2 == 0 ? 2 : 1;
+  }
+  int n_act() const { return n_sub() / act_sub(); }  // activation blocks per group
   size_t group_stride() const { return (size_t)n_sub() * kSubBytes + kHeaderBytes; }
   size_t tile_stride() const { return (size_t)n_groups * group_stride(); }
   const uint8_t* group_block(int tile, int g) const {
@@ -110,9 +117,10 @@ enum class Isa { Scalar, Avx2, Avx512 };
 
 // Activations of the decode (weight-streaming) path:
 //  F32: exact fp32 (sum_k x * (q - z) * s in fp32; the reference path).
-//  I8:  each 32-value block of a row of x quantized to int8 with one fp32 scale (symmetric,
-//       amax / 127, round to nearest even); integer dot products with the 4-bit codes, scaled
-//       once per block. Relative error ~0.3-1 % per output (see docs/KERNELS.md).
+//  I8:  each activation block of a row of x (W4Matrix::act_sub() sub-blocks of 32 values: the
+//       whole group up to 128 values) quantized to int8 with one fp32 scale (symmetric,
+//       amax / 127, round to nearest even); integer dot products with the 4-bit codes, summed
+//       in int32 over the block and scaled once per block (see docs/KERNELS.md).
 // The prefill path (dequantize + sgemm) is always fp32.
 enum class W4Decode { F32, I8 };
 

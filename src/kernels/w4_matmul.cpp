@@ -117,13 +117,14 @@ void decode_i8(const detail::W4Kernels& kern, const W4Matrix& w, const float* x,
                const float* bias) {
   thread_local DecodeScratch sc;
   const int n_blk = w.k_padded() / W4Matrix::kSubK;
+  const int n_act = w.n_groups * w.n_act();
   const size_t ldxq = (size_t)64 * n_blk;
   sc.xq.resize((size_t)M * ldxq);
-  sc.xd.resize((size_t)M * n_blk);
+  sc.xd.resize((size_t)M * n_act);
   sc.xqs.resize((size_t)M * w.n_groups);
   for (int m = 0; m < M; ++m)
     detail::w4_quantize_x_row(w, x + (size_t)m * w.K, sc.xq.data() + (size_t)m * ldxq,
-                              sc.xd.data() + (size_t)m * n_blk,
+                              sc.xd.data() + (size_t)m * n_act,
                               sc.xqs.data() + (size_t)m * w.n_groups);
   detail::W4DecodeArgs args{};
   args.M = M;
@@ -133,7 +134,7 @@ void decode_i8(const detail::W4Kernels& kern, const W4Matrix& w, const float* x,
   args.xq = sc.xq.data();
   args.ldxq = ldxq;
   args.xd = sc.xd.data();
-  args.ldxd = n_blk;
+  args.ldxd = n_act;
   args.xqs = sc.xqs.data();
   run_decode(kern.decode_i8, w, args, decode_threads(w, M, 128.0 * 1024));
 }
@@ -232,46 +233,47 @@ W4Decode w4_resolve_decode(const char* requested, std::string* warning) {
 }
 
 void w4_quantize_x_row(const W4Matrix& w, const float* x, int8_t* xq, float* xd, float* xqs) {
-  const int G = w.group_size, nb = w.n_sub();
+  const int G = w.group_size, nb = w.n_sub(), ab = w.act_sub(), na = w.n_act();
+  const int n = 32 * ab;  // values per activation block
   const __m128 sign = _mm_set1_ps(-0.0f);
-  alignas(16) float tmp[32];
+  alignas(16) float tmp[128];
   for (int g = 0; g < w.n_groups; ++g) {
     float qs = 0.0f;
-    for (int b = 0; b < nb; ++b) {
-      const int k0 = 32 * b, len = std::min(32, G - k0);
+    for (int j = 0; j < na; ++j) {
+      const int k0 = n * j, len = std::min(n, G - k0);
       const float* src = x + (size_t)g * G + k0;
-      if (len < 32) {  // padding of the group: zeros
-        std::memset(tmp, 0, sizeof(tmp));
+      if (len < n) {  // padding of the group: zeros
+        std::memset(tmp, 0, sizeof(float) * n);
         std::memcpy(tmp, src, sizeof(float) * len);
         src = tmp;
       }
-      __m128 v[8], amax = _mm_setzero_ps();
-      for (int i = 0; i < 8; ++i) {
-        v[i] = _mm_loadu_ps(src + 4 * i);
-        amax = _mm_max_ps(amax, _mm_andnot_ps(sign, v[i]));
-      }
+      __m128 amax = _mm_setzero_ps();
+      for (int i = 0; i < n; i += 4) amax = _mm_max_ps(amax, _mm_andnot_ps(sign, _mm_loadu_ps(src + i)));
       amax = _mm_max_ps(amax, _mm_shuffle_ps(amax, amax, _MM_SHUFFLE(1, 0, 3, 2)));
       amax = _mm_max_ss(amax, _mm_shuffle_ps(amax, amax, _MM_SHUFFLE(2, 3, 0, 1)));
       const float am = _mm_cvtss_f32(amax);
       const float d = am / 127.0f, id = am > 0.0f ? 127.0f / am : 0.0f;
       const __m128 idv = _mm_set1_ps(id);
-      __m128i qi[8], sum = _mm_setzero_si128();
-      for (int i = 0; i < 8; ++i) {
-        qi[i] = _mm_cvtps_epi32(_mm_mul_ps(v[i], idv));  // MXCSR default: nearest even
-        sum = _mm_add_epi32(sum, qi[i]);
+      __m128i sum = _mm_setzero_si128();
+      for (int sb = 0; sb < ab; ++sb) {
+        __m128i qi[8];
+        for (int i = 0; i < 8; ++i) {
+          qi[i] = _mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(src + 32 * sb + 4 * i), idv));  // nearest even
+          sum = _mm_add_epi32(sum, qi[i]);
+        }
+        const __m128i lo =
+            _mm_packs_epi16(_mm_packs_epi32(qi[0], qi[1]), _mm_packs_epi32(qi[2], qi[3]));
+        const __m128i hi =
+            _mm_packs_epi16(_mm_packs_epi32(qi[4], qi[5]), _mm_packs_epi32(qi[6], qi[7]));
+        int8_t* dst = xq + (size_t)(g * nb + j * ab + sb) * 64;
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), lo);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 16), lo);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 32), hi);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 48), hi);
       }
-      const __m128i lo =
-          _mm_packs_epi16(_mm_packs_epi32(qi[0], qi[1]), _mm_packs_epi32(qi[2], qi[3]));
-      const __m128i hi =
-          _mm_packs_epi16(_mm_packs_epi32(qi[4], qi[5]), _mm_packs_epi32(qi[6], qi[7]));
-      int8_t* dst = xq + (size_t)(g * nb + b) * 64;
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), lo);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 16), lo);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 32), hi);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 48), hi);
       sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, _MM_SHUFFLE(1, 0, 3, 2)));
       sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, _MM_SHUFFLE(2, 3, 0, 1)));
-      xd[g * nb + b] = d;
+      xd[g * na + j] = d;
       qs += d * (float)_mm_cvtsi128_si32(sum);
     }
     xqs[g] = qs;

@@ -324,9 +324,17 @@ INSTANTIATE_TEST_SUITE_P(Paths, W4MatmulPaths, ::testing::Values(-1, 0, 64),
                          });
 
 // ---------------------------------------------------------------------------------------------
-// I8 decode path: activations quantized per 32-value block of a group (w4.h, W4Decode::I8).
+// I8 decode path: activations quantized per activation block of a group (w4.h, W4Decode::I8).
 
-// The test's own statement of the activation quantization: per row, per group, per 32-value
+// The test's statement of the activation block: the group's sub-blocks of 32 (group rounded up
+// to 32) taken 4, 3, 2 or 1 at a time, the largest of those that divides their count; a block's
+// padding past the group counts as zeros.
+int act_block_len(const Codes& c) {
+  const int nb = (c.G + 31) / 32;
+  return 32 * (nb % 4 == 0 ? 4 : nb % 3 == 0 ? 3 : nb % 2 == 0 ? 2 : 1);
+}
+
+// The test's own statement of the activation quantization: per row, per group, per activation
 // block: d = amax / 127, q = nearest-even(x * (127 / amax)). Returns x^ = d * q (exact in double)
 // and the block scale d of every element.
 struct QuantizedX {
@@ -337,9 +345,10 @@ QuantizedX quantize_x(const Codes& c, const std::vector<float>& x, int M) {
   QuantizedX r;
   r.xhat.resize((size_t)M * c.K);
   r.d.resize((size_t)M * c.K);
+  const int A = act_block_len(c);
   for (int m = 0; m < M; ++m)
     for (int k0 = 0; k0 < c.K;) {
-      const int k1 = std::min(k0 + 32, (k0 / c.G + 1) * c.G);  // blocks never cross a group
+      const int k1 = std::min(k0 + A, (k0 / c.G + 1) * c.G);  // blocks never cross a group
       float amax = 0.0f;
       for (int k = k0; k < k1; ++k) amax = std::max(amax, std::fabs(x[(size_t)m * c.K + k]));
       const float d = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
@@ -354,16 +363,18 @@ QuantizedX quantize_x(const Codes& c, const std::vector<float>& x, int M) {
   return r;
 }
 
-// x that the I8 quantization represents exactly: in every block one element is +-127/32 (so
-// d = 1/32 exactly) and the others are i/32 with |i| <= 4. With power-of-two weight scales every
-// fp32 operation of both paths is then exact for K <= 1536 (magnitudes < 2^24 grid steps).
+// x that the I8 quantization represents exactly: in every activation block one element is
+// +-127/32 (so d = 1/32 exactly) and the others are i/32 with |i| <= 4. With power-of-two weight
+// scales every fp32 operation of both paths is then exact for K <= 1536 (magnitudes < 2^24 grid
+// steps).
 std::vector<float> lossless_i8_x(const Codes& c, int M, uint32_t seed) {
   std::mt19937 rng(seed);
   std::uniform_int_distribution<int> small(-4, 4), coin(0, 1);
   std::vector<float> x((size_t)M * c.K);
+  const int A = act_block_len(c);
   for (int m = 0; m < M; ++m)
     for (int k0 = 0; k0 < c.K;) {
-      const int k1 = std::min(k0 + 32, (k0 / c.G + 1) * c.G);
+      const int k1 = std::min(k0 + A, (k0 / c.G + 1) * c.G);
       for (int k = k0; k < k1; ++k) x[(size_t)m * c.K + k] = (float)small(rng) / 32.0f;
       const int at = k0 + (int)(rng() % (uint32_t)(k1 - k0));
       x[(size_t)m * c.K + at] = (coin(rng) ? 127.0f : -127.0f) / 32.0f;

@@ -128,10 +128,11 @@ void decode_f32_avx2(const W4Matrix& w, const W4DecodeArgs& a, int tile_begin, i
 // vectors are unpacked once into 8 registers (lo/hi nibbles) and reused for every row of x:
 //   per row pair p: d16_p = maddubs(lo_p, x_lo) + maddubs(hi_p, x_hi)    (int16, |lane| <= 7620)
 //   hadd16(hadd16(d16_0, d16_1), hadd16(d16_2, d16_3))                    (|lane| <= 30480)
-//   madd(., 1) -> the exact int32 dot of rows 0..7 (natural order) with the 32-value block.
+//   madd(., 1) -> the exact int32 dot of rows 0..7 (natural order) with the 32-value block,
+//   summed in int32 over the w.act_sub() sub-blocks of an activation block.
 // The fp32 part is the scalar reference's (ref/w4_ref.cpp) operation for operation, so every
 // row's result is bit-identical to it and independent of M and of the other rows:
-//   ga = sum_b (float)dot_b * d_b  (b in order, from 0);  acc += s * ga - zs * xqs[g].
+//   ga = sum_j (float)dot_j * d_j  (j in order, from 0);  acc += s * ga - zs * xqs[g].
 // MC > 0: exactly MC rows (accumulators in registers); MC == 0: mc rows (<= kI8Rows, in L1).
 constexpr int kI8Rows = 64;
 
@@ -139,11 +140,12 @@ template <int MC>
 void decode_i8_rows(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, int mc_rt) {
   const int mc = MC > 0 ? MC : mc_rt;
   constexpr int kRows = MC > 0 ? MC : kI8Rows;
-  const int nb = w.n_sub();
+  const int nb = w.n_sub(), ab = w.act_sub(), na = w.n_act();
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   const __m256i ones = _mm256_set1_epi16(1);
   alignas(32) float fin[kRows][8];
   alignas(32) float ga[kRows][8];
+  alignas(32) int32_t idot[kRows][8];  // int32 dots of the activation block so far
   for (int m = 0; m < mc; ++m) _mm256_store_ps(fin[m], _mm256_setzero_ps());
   for (int g = 0; g < w.n_groups; ++g) {
     const uint8_t* blk = w.group_block(t, g);
@@ -158,7 +160,8 @@ void decode_i8_rows(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, int
         hi[p] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
       }
       const int8_t* xb = a.xq + (size_t)m0 * a.ldxq + (size_t)gb * 64;
-      const float* xd = a.xd + (size_t)m0 * a.ldxd + gb;
+      const float* xd = a.xd + (size_t)m0 * a.ldxd + g * na + b / ab;
+      const bool first = b % ab == 0, last = b % ab == ab - 1;
 #pragma GCC unroll 4
       for (int m = 0; m < mc; ++m, xb += a.ldxq, xd += a.ldxd) {
         const __m256i x_lo = _mm256_load_si256(reinterpret_cast<const __m256i*>(xb));
@@ -172,8 +175,13 @@ void decode_i8_rows(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, int
         const __m256i d3 =
             _mm256_add_epi16(_mm256_maddubs_epi16(lo[3], x_lo), _mm256_maddubs_epi16(hi[3], x_hi));
         const __m256i h = _mm256_hadd_epi16(_mm256_hadd_epi16(d0, d1), _mm256_hadd_epi16(d2, d3));
-        const __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(h, ones));
-        const __m256 part = _mm256_mul_ps(dot, _mm256_broadcast_ss(xd));
+        __m256i dot = _mm256_madd_epi16(h, ones);
+        if (!first) dot = _mm256_add_epi32(dot, _mm256_load_si256(reinterpret_cast<const __m256i*>(idot[m])));
+        if (!last) {
+          _mm256_store_si256(reinterpret_cast<__m256i*>(idot[m]), dot);
+          continue;
+        }
+        const __m256 part = _mm256_mul_ps(_mm256_cvtepi32_ps(dot), _mm256_broadcast_ss(xd));
         _mm256_store_ps(ga[m], _mm256_add_ps(_mm256_load_ps(ga[m]), part));
       }
     }

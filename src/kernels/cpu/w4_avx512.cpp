@@ -6,10 +6,10 @@
 //    lanes holding rows [p, p + 4, p + 1, p + 5]. (v & 0x0F) and (v >> 4 & 0x0F) are the u8
 //    operands of vpdpbusd; the s8 operand is the block's activations broadcast to all four lanes
 //    (bytes 0..15 resp. 32..47 of the block in W4DecodeArgs::xq, read as stored). Two vpdpbusd
-//    per half give 16 int32 lanes = 4 partial dots per row for 4 rows, converted and
-//    accumulated as acc += d_b * dot (float) per block. At a group end the 8 fp16 scales are
-//    expanded to the same lane pattern and fin += s * acc (16 lanes), fz -= (z * s) * xqs[g]
-//    (8 rows); one reduction per tile. Up to 4 rows of x share each weight load (32 registers).
+//    per half and sub-block give 16 int32 lanes = 4 partial dots per row for 4 rows, summed in
+//    int32 over an activation block, then converted once: fin += dot * (d_j * s) with the 8
+//    fp16 scales expanded to the same lane pattern, fz -= (z * s) * xqs[g] per group (8 rows);
+//    one reduction per tile. Up to 4 rows of x share each weight load (32 registers).
 //    Integer contract = ref decode_i8_scalar (same int32 block dots; only the fp32 order
 //    differs).
 //  - F32 decode / dequant: a row's 16 bytes widen to 2 x 16 floats (k order) with vpmovzxbd.
@@ -155,10 +155,27 @@ inline void load_halves(const uint8_t* sub, __m512i* va, __m512i* vb) {
                            _mm256_load_si256(p + 3), 1);
 }
 
+// The vpdpbusd operands of one sub-block: low and high nibbles of halves A and B.
+inline void unpack_sub(const uint8_t* sub, __m512i low4, __m512i* lo_a, __m512i* hi_a,
+                       __m512i* lo_b, __m512i* hi_b) {
+  __m512i va, vb;
+  load_halves(sub, &va, &vb);
+  *lo_a = _mm512_and_si512(va, low4);
+  *hi_a = _mm512_and_si512(_mm512_srli_epi16(va, 4), low4);
+  *lo_b = _mm512_and_si512(vb, low4);
+  *hi_b = _mm512_and_si512(_mm512_srli_epi16(vb, 4), low4);
+}
+
 // Tile t for MC (1..4) rows of x; fin[m] lane i = y[m0+m][8t+i] without bias.
+// The int32 dots run over a whole activation block (w.act_sub() sub-blocks), then one
+// conversion and one scale per block and half: fa += float(dot) * (d * s). For MC <= 2 the low
+// and high nibbles accumulate separately, so that each loop-carried chain is one vpdpbusd per
+// sub-block (latency, not throughput, bounds one or two rows of x); at MC 3-4 the registers
+// only allow one chain per half, and the rows' independent chains hide its latency.
 template <int MC>
 void decode_i8_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, __m256* fin) {
-  const int nb = w.n_sub();
+  constexpr bool kSplit = MC <= 2;
+  const int ab = w.act_sub(), na = w.n_act();
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   const __m512i idx_a = _mm512_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4, 1, 1, 1, 1, 5, 5, 5, 5);
   const __m512i idx_b = _mm512_setr_epi32(2, 2, 2, 2, 6, 6, 6, 6, 3, 3, 3, 3, 7, 7, 7, 7);
@@ -176,46 +193,56 @@ void decode_i8_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, __m
   }
   for (int g = 0; g < w.n_groups; ++g) {
     const uint8_t* blk = w.group_block(t, g);
-    __m512 acc_a[MC], acc_b[MC];
-#pragma GCC unroll 4
-    for (int m = 0; m < MC; ++m) acc_a[m] = acc_b[m] = _mm512_setzero_ps();
-    for (int b = 0; b < nb; ++b) {
-      const int gb = g * nb + b;  // block index within the row of x
-      const uint8_t* sub = blk + (size_t)b * W4Matrix::kSubBytes;
-      __m512i va, vb;
-      load_halves(sub, &va, &vb);
-      const __m512i lo_a = _mm512_and_si512(va, low4);
-      const __m512i hi_a = _mm512_and_si512(_mm512_srli_epi16(va, 4), low4);
-      const __m512i lo_b = _mm512_and_si512(vb, low4);
-      const __m512i hi_b = _mm512_and_si512(_mm512_srli_epi16(vb, 4), low4);
-#pragma GCC unroll 4
-      for (int m = 0; m < MC; ++m) {
-        const int8_t* xb = xq[m] + (size_t)gb * 64;
-        // q[0..15] and q[16..31] of the block in every 128-bit lane.
-        const __m512i x_lo =
-            _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(xb)));
-        const __m512i x_hi =
-            _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(xb + 32)));
-        const __m512 d = _mm512_set1_ps(xd[m][gb]);
-        // u8 codes (0..15) x s8 activations (-127..127): |int32 lane| <= 8 * 15 * 127.
-        const __m512i dot_a = _mm512_dpbusd_epi32(
-            _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo_a, x_lo), hi_a, x_hi);
-        const __m512i dot_b = _mm512_dpbusd_epi32(
-            _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo_b, x_lo), hi_b, x_hi);
-        acc_a[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot_a), d, acc_a[m]);
-        acc_b[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot_b), d, acc_b[m]);
-      }
-    }
     __m256 s, zs;
     group_factors(w.group_header(t, g), &s, &zs);
     const __m512 s_a = _mm512_permutexvar_ps(idx_a, _mm512_castps256_ps512(s));
     const __m512 s_b = _mm512_permutexvar_ps(idx_b, _mm512_castps256_ps512(s));
+    for (int j = 0; j < na; ++j) {
+      __m512i dot_a[MC], dot_b[MC], dot_a2[kSplit ? MC : 1], dot_b2[kSplit ? MC : 1];
 #pragma GCC unroll 4
-    for (int m = 0; m < MC; ++m) {
-      fa[m] = _mm512_fmadd_ps(acc_a[m], s_a, fa[m]);
-      fb[m] = _mm512_fmadd_ps(acc_b[m], s_b, fb[m]);
-      fz[m] = _mm256_fnmadd_ps(zs, _mm256_broadcast_ss(xqs[m] + g), fz[m]);
+      for (int m = 0; m < MC; ++m) {
+        dot_a[m] = dot_b[m] = _mm512_setzero_si512();
+        if constexpr (kSplit) dot_a2[m] = dot_b2[m] = _mm512_setzero_si512();
+      }
+      for (int b = j * ab; b < (j + 1) * ab; ++b) {
+        const int gb = g * w.n_sub() + b;  // sub-block index within the row of x
+        __m512i lo_a, hi_a, lo_b, hi_b;
+        unpack_sub(blk + (size_t)b * W4Matrix::kSubBytes, low4, &lo_a, &hi_a, &lo_b, &hi_b);
+#pragma GCC unroll 4
+        for (int m = 0; m < MC; ++m) {
+          const int8_t* xb = xq[m] + (size_t)gb * 64;
+          // q[0..15] and q[16..31] of the block in every 128-bit lane.
+          const __m512i x_lo =
+              _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(xb)));
+          const __m512i x_hi =
+              _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(xb + 32)));
+          // u8 codes (0..15) x s8 activations (-127..127): |int32 lane| <= 4 * 8 * 15 * 127.
+          if constexpr (kSplit) {
+            dot_a[m] = _mm512_dpbusd_epi32(dot_a[m], lo_a, x_lo);
+            dot_a2[m] = _mm512_dpbusd_epi32(dot_a2[m], hi_a, x_hi);
+            dot_b[m] = _mm512_dpbusd_epi32(dot_b[m], lo_b, x_lo);
+            dot_b2[m] = _mm512_dpbusd_epi32(dot_b2[m], hi_b, x_hi);
+          } else {
+            dot_a[m] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(dot_a[m], lo_a, x_lo), hi_a, x_hi);
+            dot_b[m] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(dot_b[m], lo_b, x_lo), hi_b, x_hi);
+          }
+        }
+      }
+#pragma GCC unroll 4
+      for (int m = 0; m < MC; ++m) {
+        __m512i da = dot_a[m], db = dot_b[m];
+        if constexpr (kSplit) {
+          da = _mm512_add_epi32(da, dot_a2[m]);
+          db = _mm512_add_epi32(db, dot_b2[m]);
+        }
+        const __m512 d = _mm512_set1_ps(xd[m][g * na + j]);
+        fa[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(da), _mm512_mul_ps(d, s_a), fa[m]);
+        fb[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(db), _mm512_mul_ps(d, s_b), fb[m]);
+      }
     }
+#pragma GCC unroll 4
+    for (int m = 0; m < MC; ++m)
+      fz[m] = _mm256_fnmadd_ps(zs, _mm256_broadcast_ss(xqs[m] + g), fz[m]);
   }
 #pragma GCC unroll 4
   for (int m = 0; m < MC; ++m) fin[m] = _mm256_add_ps(reduce_ab(fa[m], fb[m]), fz[m]);

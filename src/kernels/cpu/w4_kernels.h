@@ -20,18 +20,21 @@ struct W4DecodeArgs {
   const float* x;     // [M][ldx], x laid out per padded group (w.k_padded() columns)
   int ldx;            // >= w.k_padded()
   const float* xsum;  // [M][w.n_groups]: sum of x over each group
-  // I8 path: 32-value blocks b (global index over the padded k, n_blk = w.k_padded() / 32)
+  // I8 path: 32-value sub-blocks b (global index over the padded k, n_blk = w.k_padded() / 32),
+  // quantized with one scale per activation block of w.act_sub() sub-blocks (index j over the
+  // row, n_act_row = w.n_groups * w.n_act()).
   const int8_t* xq;  // [M][n_blk][64]: per block, bytes 0..15 = q[0..15] and again at 16..31,
                      //   bytes 32..47 = q[16..31] and again at 48..63 (128-bit lanes duplicated)
   size_t ldxq;       // bytes per row of xq (= 64 * n_blk)
-  const float* xd;   // [M][ldxd]: block scale d (x ~ d * q)
-  int ldxd;          // = n_blk
-  const float* xqs;  // [M][w.n_groups]: sum over the group's blocks of d * sum(q)
+  const float* xd;   // [M][ldxd]: activation block scale d (x ~ d * q)
+  int ldxd;          // = n_act_row
+  const float* xqs;  // [M][w.n_groups]: sum over the group's activation blocks of d * sum(q)
 };
 
 // Quantizes one row of x (K values, groups of w.group_size, padded per group to w.group_len) to
-// the I8 operands above: per 32-value block, amax = max |x|, d = amax / 127, id = 127 / amax
-// (both 0 when amax == 0), q = round_to_nearest_even(x * id). Shared by every ISA.
+// the I8 operands above: per activation block (w.act_sub() x 32 values, padding included as
+// zeros), amax = max |x|, d = amax / 127, id = 127 / amax (both 0 when amax == 0),
+// q = round_to_nearest_even(x * id). Shared by every ISA.
 void w4_quantize_x_row(const W4Matrix& w, const float* x, int8_t* xq, float* xd, float* xqs);
 
 // y rows for output tiles [tile_begin, tile_end) (rows 8*tile_begin ..). Single-threaded; the

@@ -79,10 +79,11 @@ void decode_scalar(const W4Matrix& w, const W4DecodeArgs& a, int tile_begin, int
 }
 
 // I8 path, the integer contract the AVX2 kernel implements:
-//   y[m][n] = sum_g  s * (sum_b d_b * dot_b) - (z * s) * xqs[g],   dot_b = sum_k q * xq (int32)
-// with sum_b over the group's 32-value blocks (padding codes and activations are 0).
+//   y[m][n] = sum_g  s * (sum_j d_j * dot_j) - (z * s) * xqs[g],   dot_j = sum_k q * xq (int32)
+// with sum_j over the group's activation blocks (w.act_sub() 32-value sub-blocks each; padding
+// codes and activations are 0).
 void decode_i8_scalar(const W4Matrix& w, const W4DecodeArgs& a, int tile_begin, int tile_end) {
-  const int nb = w.n_sub();
+  const int nb = w.n_sub(), ab = w.act_sub(), na = w.n_act();
   for (int n = 8 * tile_begin; n < 8 * tile_end; ++n) {
     const int t = n / 8, r = n % 8;
     for (int m = 0; m < a.M; ++m) {
@@ -93,12 +94,14 @@ void decode_i8_scalar(const W4Matrix& w, const W4DecodeArgs& a, int tile_begin, 
       for (int g = 0; g < w.n_groups; ++g) {
         const uint8_t* blk = w.group_block(t, g);
         float ga = 0.0f;
-        for (int b = 0; b < nb; ++b) {
-          const uint8_t* c = blk + W4Matrix::row_offset(r, b);
-          const int8_t* xb = xq + (size_t)(g * nb + b) * 64;
+        for (int j = 0; j < na; ++j) {
           int32_t dot = 0;
-          for (int j = 0; j < 16; ++j) dot += (c[j] & 0xF) * xb[j] + (c[j] >> 4) * xb[32 + j];
-          ga += (float)dot * xd[g * nb + b];
+          for (int b = j * ab; b < (j + 1) * ab; ++b) {
+            const uint8_t* c = blk + W4Matrix::row_offset(r, b);
+            const int8_t* xb = xq + (size_t)(g * nb + b) * 64;
+            for (int e = 0; e < 16; ++e) dot += (c[e] & 0xF) * xb[e] + (c[e] >> 4) * xb[32 + e];
+          }
+          ga += (float)dot * xd[g * na + j];
         }
         const float s = ref::w4_scale(w, n, g);
         const float zs = (float)ref::w4_zero(w, n, g) * s;
