@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""An AutoAWQ-written checkpoint, made by AutoAWQ 0.2.9 itself on a CPU (issue 13: "read what
+AutoAWQ writes"). Runs in the pinned venv of `make test-autoawq` (autoawq 0.2.9, transformers
+4.51.3, the system torch): AutoAWQForCausalLM.from_pretrained(FP) -> .quantize(...) ->
+.save_quantized(OUT), AutoAWQ's own search and packing, unchanged.
+
+Stand-ins outside AutoAWQ's algorithm: the `datasets` import stub of scripts/autoawq_ppl.py
+(AutoAWQ imports it for its hub calibration loader; we pass the texts ourselves), and Triton off
+(no GPU). Calibration: our embedded corpus (data/calib/default.jsonl), never the evaluation text.
+
+Usage: autoawq_quantize.py FP_DIR OUT_DIR [--calib data/calib/default.jsonl] [--w-bit 4]
+       [--group-size 64] [--samples 64] [--seq-len 512]
+"""
+import argparse, json, os, sys, tempfile, time
+
+stub = tempfile.mkdtemp(prefix="awq_stub_")
+os.makedirs(os.path.join(stub, "datasets"))
+with open(os.path.join(stub, "datasets", "__init__.py"), "w") as f:
+    f.write("def load_dataset(*a, **k):\n    raise RuntimeError('datasets stub: not used')\n")
+sys.path.insert(0, stub)
+
+import torch  # noqa: E402
+import awq.modules.linear.gemm as awq_gemm  # noqa: E402
+
+awq_gemm.TRITON_AVAILABLE = False
+from awq import AutoAWQForCausalLM  # noqa: E402
+from transformers import AutoTokenizer  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("fp")
+    ap.add_argument("out")
+    ap.add_argument("--calib", default=os.path.join(os.path.dirname(__file__), "..", "data",
+                                                     "calib", "default.jsonl"))
+    ap.add_argument("--w-bit", type=int, default=4)
+    ap.add_argument("--group-size", type=int, default=64)
+    ap.add_argument("--samples", type=int, default=64)
+    ap.add_argument("--seq-len", type=int, default=512)
+    a = ap.parse_args()
+    texts = [json.loads(l)["text"] for l in open(a.calib, encoding="utf-8") if l.strip()]
+    t0 = time.time()
+    model = AutoAWQForCausalLM.from_pretrained(a.fp, torch_dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(a.fp)
+    cfg = {"zero_point": True, "q_group_size": a.group_size, "w_bit": a.w_bit, "version": "GEMM"}
+    model.quantize(tok, quant_config=cfg, calib_data=texts, max_calib_samples=a.samples,
+                   max_calib_seq_len=a.seq_len)
+    tmp = a.out.rstrip("/") + ".tmp"
+    model.save_quantized(tmp)
+    tok.save_pretrained(tmp)
+    os.replace(tmp, a.out)
+    print(json.dumps({"out": a.out, "seconds": round(time.time() - t0, 1), "quant_config": cfg,
+                      "samples": a.samples, "seq_len": a.seq_len}))
+
+
+if __name__ == "__main__":
+    main()
