@@ -9,7 +9,7 @@ Stand-ins outside AutoAWQ's algorithm: the `datasets` import stub of scripts/aut
 (no GPU). Calibration: our embedded corpus (data/calib/default.jsonl), never the evaluation text.
 
 Usage: autoawq_quantize.py FP_DIR OUT_DIR [--calib data/calib/default.jsonl] [--w-bit 4]
-       [--group-size 64] [--samples 64] [--seq-len 512]
+       [--group-size 64] [--samples 64] [--seq-len 512] [--dtype float16|float32]
 """
 import argparse, json, os, sys, tempfile, time
 
@@ -37,10 +37,12 @@ def main():
     ap.add_argument("--group-size", type=int, default=64)
     ap.add_argument("--samples", type=int, default=64)
     ap.add_argument("--seq-len", type=int, default=512)
+    ap.add_argument("--dtype", default="float16", choices=["float16", "float32"],
+                    help="dtype the fp model is loaded in (AutoAWQ's examples: float16)")
     a = ap.parse_args()
     texts = [json.loads(l)["text"] for l in open(a.calib, encoding="utf-8") if l.strip()]
     t0 = time.time()
-    model = AutoAWQForCausalLM.from_pretrained(a.fp, torch_dtype=torch.float32)
+    model = AutoAWQForCausalLM.from_pretrained(a.fp, torch_dtype=getattr(torch, a.dtype))
     tok = AutoTokenizer.from_pretrained(a.fp)
     cfg = {"zero_point": True, "q_group_size": a.group_size, "w_bit": a.w_bit, "version": "GEMM"}
     model.quantize(tok, quant_config=cfg, calib_data=texts, max_calib_samples=a.samples,
@@ -50,7 +52,7 @@ def main():
     tok.save_pretrained(tmp)
     os.replace(tmp, a.out)
     print(json.dumps({"out": a.out, "seconds": round(time.time() - t0, 1), "quant_config": cfg,
-                      "samples": a.samples, "seq_len": a.seq_len}))
+                      "samples": a.samples, "seq_len": a.seq_len, "dtype": a.dtype}))
 
 
 if __name__ == "__main__":
