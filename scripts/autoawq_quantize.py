@@ -5,8 +5,8 @@ AutoAWQ writes"). Runs in the pinned venv of `make test-autoawq` (autoawq 0.2.9,
 .save_quantized(OUT), AutoAWQ's own search and packing, unchanged.
 
 Stand-ins outside AutoAWQ's algorithm: the `datasets` import stub of scripts/autoawq_ppl.py
-(AutoAWQ imports it for its hub calibration loader; we pass the texts ourselves), and Triton off
-(no GPU). Calibration: our embedded corpus (data/calib/default.jsonl), never the evaluation text.
+(AutoAWQ imports it for its hub calibration loader; we pass the texts ourselves), Triton off
+(no GPU), and Tensor.cpu() copying on a CPU as it does on a GPU (see below). Calibration: our embedded corpus (data/calib/default.jsonl), never the evaluation text.
 
 Usage: autoawq_quantize.py FP_DIR OUT_DIR [--calib data/calib/default.jsonl] [--w-bit 4]
        [--group-size 64] [--samples 64] [--seq-len 512] [--dtype float16|float32]
@@ -23,6 +23,15 @@ import torch  # noqa: E402
 import awq.modules.linear.gemm as awq_gemm  # noqa: E402
 
 awq_gemm.TRITON_AVAILABLE = False
+# AutoAWQ's scale search snapshots a block's weights with {k: v.cpu() ...} (quantizer.py,
+# _compute_best_scale), scales them in place for each grid ratio and restores the snapshot. On
+# CUDA, .cpu() copies; on a CPU it returns the same tensor, so every "restore" writes back W * s
+# and the 20 ratios compound: without this, the checkpoint has PPL ~5e5 (docs/RESULTS.md, layer
+# 0's q_proj 65 % away from W * s). As on the GPU AutoAWQ was written for, .cpu() of a CPU tensor
+# returns a copy here; nothing else in AutoAWQ's algorithm is changed.
+_tensor_cpu = torch.Tensor.cpu
+torch.Tensor.cpu = lambda self, *a, **k: (self.clone() if self.device.type == "cpu"
+                                          else _tensor_cpu(self, *a, **k))
 from awq import AutoAWQForCausalLM  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
