@@ -4,27 +4,17 @@
 `awq ppl` (docs/EVAL.md). Runs in the pinned venv that `make test-autoawq` builds
 (autoawq 0.2.9, transformers 4.51.3, the system torch).
 
-Three stand-ins, all outside the checkpoint (see the comments below for the third, the IPEX
-kernel choice that from_quantized forces on a CPU): AutoAWQ's package import needs the `datasets`
-module only for its calibration loader (not used here), so a stub module is put on sys.path;
-Triton is installed with torch but needs a GPU, so AutoAWQ's pure-PyTorch GEMM path is selected
-(`awq.modules.linear.gemm.TRITON_AVAILABLE = False`, the path AutoAWQ takes without Triton).
+Three stand-ins, all outside the checkpoint: the `datasets` import stub and Triton off of
+scripts/autoawq_cpu.py (shared with autoawq_quantize.py), and the IPEX kernel choice that
+from_quantized forces on a CPU (see the comment below).
 
 Usage: autoawq_ppl.py CKPT TEXT [--ctx 2048] [--max-windows N] [--protocol autoawq|llamacpp]
 Prints one JSON line like scripts/hf_ppl.py.
 """
-import argparse, json, math, os, sys, tempfile, time
+import argparse, json, math, sys, time
 
-stub = tempfile.mkdtemp(prefix="awq_stub_")
-os.makedirs(os.path.join(stub, "datasets"))
-with open(os.path.join(stub, "datasets", "__init__.py"), "w") as f:
-    f.write("def load_dataset(*a, **k):\n    raise RuntimeError('datasets stub: not used')\n")
-sys.path.insert(0, stub)
-
+import autoawq_cpu  # noqa: E402,F401  (the datasets stub and Triton off; before `awq`)
 import torch  # noqa: E402
-import awq.modules.linear.gemm as awq_gemm  # noqa: E402
-
-awq_gemm.TRITON_AVAILABLE = False
 import awq.models.base as awq_base  # noqa: E402
 from awq import AutoAWQForCausalLM  # noqa: E402
 

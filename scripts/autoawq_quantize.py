@@ -4,25 +4,17 @@ AutoAWQ writes"). Runs in the pinned venv of `make test-autoawq` (autoawq 0.2.9,
 4.51.3, the system torch): AutoAWQForCausalLM.from_pretrained(FP) -> .quantize(...) ->
 .save_quantized(OUT), AutoAWQ's own search and packing, unchanged.
 
-Stand-ins outside AutoAWQ's algorithm: the `datasets` import stub of scripts/autoawq_ppl.py
-(AutoAWQ imports it for its hub calibration loader; we pass the texts ourselves), Triton off
-(no GPU), and Tensor.cpu() copying on a CPU as it does on a GPU (see below). Calibration: our embedded corpus (data/calib/default.jsonl), never the evaluation text.
+Stand-ins outside AutoAWQ's algorithm: the `datasets` import stub and Triton off of
+scripts/autoawq_cpu.py (we pass the calibration texts ourselves; no GPU), and Tensor.cpu()
+copying on a CPU as it does on a GPU (see below). Calibration: our embedded corpus (data/calib/default.jsonl), never the evaluation text.
 
 Usage: autoawq_quantize.py FP_DIR OUT_DIR [--calib data/calib/default.jsonl] [--w-bit 4]
        [--group-size 64] [--samples 64] [--seq-len 512] [--dtype float16|float32]
 """
-import argparse, json, os, sys, tempfile, time
+import argparse, json, os, time
 
-stub = tempfile.mkdtemp(prefix="awq_stub_")
-os.makedirs(os.path.join(stub, "datasets"))
-with open(os.path.join(stub, "datasets", "__init__.py"), "w") as f:
-    f.write("def load_dataset(*a, **k):\n    raise RuntimeError('datasets stub: not used')\n")
-sys.path.insert(0, stub)
-
+import autoawq_cpu  # noqa: E402,F401  (the datasets stub and Triton off; before `awq`)
 import torch  # noqa: E402
-import awq.modules.linear.gemm as awq_gemm  # noqa: E402
-
-awq_gemm.TRITON_AVAILABLE = False
 # AutoAWQ's scale search snapshots a block's weights with {k: v.cpu() ...} (quantizer.py,
 # _compute_best_scale), scales them in place for each grid ratio and restores the snapshot. On
 # CUDA, .cpu() copies; on a CPU it returns the same tensor, so every "restore" writes back W * s
