@@ -13,11 +13,7 @@
 #include "kernels/q8_matmul.h"
 #include "kernels/vmath.h"
 #include "kernels/w4.h"
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define AWQ_ATTN_AVX2 1
-#endif
+#include "runtime/attention.h"
 
 namespace awq {
 
@@ -73,176 +69,6 @@ void Engine::truncate(int slot, int n) {
     });
   });
 }
-
-namespace {
-
-// Cached keys/values of one (layer, slot, kv head): row j of keys is
-// k + table[j / kBlockTokens] * block_stride + (j % kBlockTokens) * hd (values likewise), or
-// k + j * hd when table is null (rows gathered into a contiguous buffer).
-template <typename T>  // float, or uint16_t (fp16 bits)
-struct KvRowsT {
-  const T *k, *v;
-  const int* table;     // the slot's block table, or null
-  size_t block_stride;  // floats between consecutive pool blocks
-  int hd;
-  size_t off(int j) const {
-    return table ? (size_t)table[j / kBlockTokens] * block_stride + (size_t)(j % kBlockTokens) * hd
-                 : (size_t)j * hd;
-  }
-};
-using KvRows = KvRowsT<float>;
-
-inline float kv_val(float x) { return x; }
-inline float kv_val(uint16_t h) { return fp16_to_f32(h); }
-// n cache elements from / to fp32 rows.
-inline void kv_put(float* dst, const float* src, size_t n) { std::memcpy(dst, src, n * sizeof(float)); }
-inline void kv_put(uint16_t* dst, const float* src, size_t n) {
-  for (size_t e = 0; e < n; ++e) dst[e] = f32_to_fp16(src[e]);
-}
-template <typename T>
-void kv_get(float* dst, const T* src, size_t n) {
-  if constexpr (std::is_same_v<T, float>)
-    std::memcpy(dst, src, n * sizeof(float));
-  else
-    for (size_t e = 0; e < n; ++e) dst[e] = kv_val(src[e]);
-}
-
-#ifdef AWQ_ATTN_AVX2
-// Row-wise (decode) attention on AVX2 + FMA for head_dim % 8 == 0. Each key's dot product is one
-// FMA chain over the head dimension and one fixed lane reduction (8 keys per reduction; the last
-// group is padded with repeats of its last key), so a score depends only on q and that key, not
-// on how many rows or keys are around it.
-__attribute__((target("avx2,fma,f16c"))) inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-__attribute__((target("avx2,fma,f16c"))) inline __m256 load8(const uint16_t* p) {
-  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-}
-
-template <typename T>
-__attribute__((target("avx2,fma,f16c"))) void qk_row_avx2(const float* q, const KvRowsT<T>& kv, int lo,
-                                                      int n, float scale, float* sr) {
-  const int hd = kv.hd;
-  const __m256 sc = _mm256_set1_ps(scale);
-  for (int j = lo; j < n; j += 8) {
-    const T* kp8[8];
-    for (int u = 0; u < 8; ++u) kp8[u] = kv.k + kv.off(j + u < n ? j + u : n - 1);
-    __m256 a[8];
-    for (int u = 0; u < 8; ++u) a[u] = _mm256_setzero_ps();
-    for (int e = 0; e < hd; e += 8) {
-      const __m256 qv = _mm256_loadu_ps(q + e);
-#pragma GCC unroll 8
-      for (int u = 0; u < 8; ++u) a[u] = _mm256_fmadd_ps(qv, load8(kp8[u] + e), a[u]);
-    }
-    const __m256 b0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
-    const __m256 b1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
-    const __m256 d = _mm256_add_ps(_mm256_permute2f128_ps(b0, b1, 0x20),
-                                   _mm256_permute2f128_ps(b0, b1, 0x31));
-    alignas(32) float out[8];
-    _mm256_store_ps(out, _mm256_mul_ps(d, sc));
-    for (int u = 0; u < 8 && j + u < n; ++u) sr[j + u] = out[u];
-  }
-}
-
-// o[0, hd) = sum_{j in [lo, n)} p_j v_j, keys in order, NV * 8 dims per pass (registers).
-template <int NV, typename T>
-__attribute__((target("avx2,fma,f16c"))) void pv_row_avx2(const float* sr, const KvRowsT<T>& kv, int lo,
-                                                      int n, float* o) {
-  for (int c = 0; c < kv.hd; c += 8 * NV) {
-    __m256 acc[NV];
-    for (int i = 0; i < NV; ++i) acc[i] = _mm256_setzero_ps();
-    for (int j = lo; j < n; ++j) {
-      const __m256 p = _mm256_broadcast_ss(sr + j);
-      const T* vj = kv.v + kv.off(j) + c;
-#pragma GCC unroll 8
-      for (int i = 0; i < NV; ++i) acc[i] = _mm256_fmadd_ps(p, load8(vj + 8 * i), acc[i]);
-    }
-    for (int i = 0; i < NV; ++i) _mm256_storeu_ps(o + c + 8 * i, acc[i]);
-  }
-}
-
-bool attn_avx2_ok(int hd) {
-  static const bool cpu = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          __builtin_cpu_supports("f16c");
-  return cpu && hd % 8 == 0;
-}
-#endif
-
-// Attention of `rows` queries of one head against the cached keys/values of one kv head.
-// q rows have stride q_stride; query i sits at position p0 + i and sees keys [0, p0 + i].
-// gemm (BLAS over all rows at once) needs contiguous kv (kv.table null). out rows have stride
-// q_stride. window > 0: query i sees only keys (p0 + i - window, p0 + i] (sliding-window layers).
-// gemm only with T = float (the caller gathers fp16 rows into fp32 first).
-template <typename T>
-void cached_attention_head(const ModelConfig& cfg, int window, const float* q, int q_stride,
-                           int rows, int p0, const KvRowsT<T>& kv, float scale, float* out,
-                           std::vector<float>& scores, bool gemm) {
-  const int S = p0 + rows;  // keys visible to the last row
-  const int hd = kv.hd;
-  const T *kc = kv.k, *vc = kv.v;
-  scores.resize((size_t)rows * S);
-  if constexpr (std::is_same_v<T, float>) {
-    if (gemm)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, S, hd, scale, q, q_stride, kc, hd,
-                  0.0f, scores.data(), S);
-  }
-  if (!gemm) {
-    for (int i = 0; i < rows; ++i) {
-      const float* qi = q + (size_t)i * q_stride;
-      float* sr = scores.data() + (size_t)i * S;
-      const int n_vis = p0 + i + 1;
-      const int lo = window > 0 ? std::max(0, n_vis - window) : 0;  // keys before lo are masked
-#ifdef AWQ_ATTN_AVX2
-      if (attn_avx2_ok(hd)) {
-        qk_row_avx2(qi, kv, lo, n_vis, scale, sr);
-        continue;
-      }
-#endif
-      for (int j = lo; j < n_vis; ++j) {
-        const T* kj = kc + kv.off(j);
-        float d = 0.0f;
-#pragma omp simd reduction(+ : d)
-        for (int e = 0; e < hd; ++e) d += qi[e] * kv_val(kj[e]);
-        sr[j] = d * scale;
-      }
-    }
-  }
-  for (int i = 0; i < rows; ++i) {
-    float* sr = scores.data() + (size_t)i * S;
-    attention_softmax(cfg, window, sr, p0 + i, S);
-  }
-  if constexpr (std::is_same_v<T, float>) {
-    if (gemm)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, S, 1.0f, scores.data(), S,
-                  vc, hd, 0.0f, out, q_stride);
-  }
-  if (!gemm) {
-    for (int i = 0; i < rows; ++i) {
-      const float* sr = scores.data() + (size_t)i * S;
-      float* o = out + (size_t)i * q_stride;
-      const int n_vis = p0 + i + 1;
-      const int lo = window > 0 ? std::max(0, n_vis - window) : 0;  // keys before lo are masked
-#ifdef AWQ_ATTN_AVX2
-      if (attn_avx2_ok(hd)) {
-        if (hd % 64 == 0)
-          pv_row_avx2<8>(sr, kv, lo, n_vis, o);
-        else if (hd % 32 == 0)
-          pv_row_avx2<4>(sr, kv, lo, n_vis, o);
-        else
-          pv_row_avx2<1>(sr, kv, lo, n_vis, o);
-        continue;
-      }
-#endif
-      std::fill(o, o + hd, 0.0f);
-      for (int j = lo; j < n_vis; ++j) {
-        const float p = sr[j];
-        const T* vj = vc + kv.off(j);
-#pragma omp simd
-        for (int e = 0; e < hd; ++e) o[e] += p * kv_val(vj[e]);
-      }
-    }
-  }
-}
-
-}  // namespace
 
 Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& logits,
                        bool all_logits) {
@@ -334,10 +160,10 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
         const size_t r = (size_t)row0[c] + i;
         const int p = pool_.len(slot) + i;
         for (int h = 0; h < nkv; ++h) {
-          const size_t off = kv_offset(table[p / kBlockTokens], l, h) + (size_t)(p % kBlockTokens) * hd;
+          const size_t page = kv_offset(table[p / kBlockTokens], l, h);
           with_kv([&](auto* K, auto* V) {
-            kv_put(K + off, k.data() + r * kvd + (size_t)h * hd, hd);
-            kv_put(V + off, v.data() + r * kvd + (size_t)h * hd, hd);
+            kv_put_k(K + page, p % kBlockTokens, k.data() + r * kvd + (size_t)h * hd, hd);
+            kv_put_v(V + page, p % kBlockTokens, v.data() + r * kvd + (size_t)h * hd, hd);
           });
         }
       }
@@ -354,9 +180,9 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
         const bool gemm = !batch_invariant_ && t.rows >= 8;
         const size_t base = kv_offset(0, l, t.kv_head);
         const auto heads = [&](const auto& kv) {
-          for (int head = t.kv_head * group; head < (t.kv_head + 1) * group; ++head)
-            cached_attention_head(cfg, window, q.data() + r * qd + (size_t)head * hd, qd, t.rows, p0, kv,
-                                  scale, attn.data() + r * qd + (size_t)head * hd, scores, gemm);
+          const size_t h0 = (size_t)t.kv_head * group * hd;  // the group's first query head
+          cached_attention_group(cfg, window, q.data() + r * qd + h0, qd, group, t.rows, p0, kv, scale,
+                                 attn.data() + r * qd + h0, scores, gemm);
         };
         with_kv([&](auto* K, auto* V) {
           if (gemm) {
@@ -365,12 +191,11 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
             kc.resize((size_t)S * hd);
             vc.resize((size_t)S * hd);
             for (int p = 0; p < S; p += kBlockTokens) {
-              const size_t n = (size_t)std::min(kBlockTokens, S - p) * hd;
               const size_t off = kv_offset(table[p / kBlockTokens], l, t.kv_head);
-              kv_get(kc.data() + (size_t)p * hd, K + off, n);
-              kv_get(vc.data() + (size_t)p * hd, V + off, n);
+              kv_gather(kc.data() + (size_t)p * hd, vc.data() + (size_t)p * hd, K + off, V + off,
+                        std::min(kBlockTokens, S - p), hd);
             }
-            heads(KvRows{kc.data(), vc.data(), nullptr, 0, hd});
+            heads(KvRowsT<float>{kc.data(), vc.data(), nullptr, 0, hd});
           } else {
             using T = std::remove_const_t<std::remove_pointer_t<decltype(K)>>;
             heads(KvRowsT<T>{K + base, V + base, table.data(), kv_offset(1, 0, 0), hd});

@@ -95,7 +95,8 @@ class Engine {
   const Model* m_ = nullptr;
   int max_ctx_ = 0, n_layers_ = 0, n_kv_heads_ = 0, head_dim_ = 0;
   KvPool pool_;
-  // [kv_blocks][n_layers][n_kv_heads][kBlockTokens][head_dim], on huge pages (core/huge_buffer.h)
+  // [kv_blocks][n_layers][n_kv_heads] pages of kBlockTokens x head_dim, on huge pages
+  // (core/huge_buffer.h); K pages are stored transposed (runtime/attention.h)
   HugeBuffer<float> k_, v_;
   HugeBuffer<uint16_t> k16_, v16_;  // the same layout in fp16 bits (kv_f16); one pair is empty
   bool kv_f16_ = false;
