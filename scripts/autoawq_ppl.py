@@ -33,13 +33,10 @@ def main():
     ap.add_argument("--ctx", type=int, default=2048)
     ap.add_argument("--protocol", default="autoawq", choices=["autoawq", "llamacpp"])
     ap.add_argument("--max-windows", type=int, default=-1)
-    ap.add_argument("--dtype", default="float16", choices=["float16", "float32"],
-                    help="activation dtype of AutoAWQ's loader (float32: its CPU GEMM path "
-                         "dequantizes to fp32, as our engine computes)")
     a = ap.parse_args()
     tok = AutoTokenizer.from_pretrained(a.model)
     model = AutoAWQForCausalLM.from_quantized(a.model, fuse_layers=False, device_map={"": "cpu"},
-                                              torch_dtype=getattr(torch, a.dtype))
+                                              torch_dtype=torch.float16)
     model.eval()
     text = open(a.text, encoding="utf-8", newline="").read()
     ids = tok(text)["input_ids"]

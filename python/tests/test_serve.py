@@ -10,8 +10,10 @@ def test_serve_openai_client_equals_generate(smollm2_awq_dir):
     openai = pytest.importorskip("openai")
     prompt = "The capital of France is"
     want = awq_cpp.Model(smollm2_awq_dir).generate(prompt, 16, temperature=0.0)
+    # fp32 K/V as Model.generate keeps them (the server's default is fp16)
     with awq_cpp.serve(smollm2_awq_dir, port=0, parallel=4, ctx=512, kv_cache_mb=64,
-                       served_model_name="smol", block=False, quiet=True) as srv:
+                       served_model_name="smol", block=False, quiet=True,
+                       extra_args=["--kv-dtype", "f32"]) as srv:
         assert srv.running() and srv.port > 0
         client = openai.OpenAI(base_url=srv.base_url, api_key="unused")
         assert [m.id for m in client.models.list().data] == ["smol"]

@@ -13,7 +13,7 @@ namespace awq::cli {
 namespace {
 
 struct GenArgs {
-  std::string model, prompt;
+  std::string model, prompt, kv_dtype = "f32";
   int n = 128, ctx = 2048, threads = 0;
   SamplingArgs sampling;
   std::vector<std::string> stops;
@@ -48,7 +48,8 @@ int run_generate(const GenArgs& a) {
         return fail("prompt token id " + std::to_string(t) + " is outside the model vocabulary (" +
                     std::to_string(model->cfg.vocab) + "): tokenizer and model do not match");
   if (a.batch_invariant) w4_set_decode_max_m(INT_MAX);
-  auto eng = Engine::create(*model, {.max_ctx = a.ctx, .n_slots = 1, .batch_invariant = a.batch_invariant});
+  auto eng = Engine::create(*model, {.max_ctx = a.ctx, .n_slots = 1, .batch_invariant = a.batch_invariant,
+                                              .kv_f16 = a.kv_dtype == "f16"});
   if (!eng) return fail(eng.error());
   const auto eos_v = tok->eos_ids();
   const std::unordered_set<int32_t> eos(eos_v.begin(), eos_v.end());
@@ -75,6 +76,9 @@ Register reg("generate", "generate text from a prompt (streamed)", [](CLI::App& 
   sub.add_flag("--no-w4", a->no_w4, "AWQ checkpoints: dequantize to fp32 instead of W4 kernels");
   sub.add_flag("--batch-invariant", a->batch_invariant,
                "compute rows as `awq serve` does (same tokens as through the server)");
+  sub.add_option("--kv-dtype", a->kv_dtype,
+                 "K/V storage: f32 (exact: equals the full forward) or f16 (as `awq serve` stores it)")
+      ->check(CLI::IsMember({"f32", "f16"}))->capture_default_str();
   return [a]() { return run_generate(*a); };
 });
 

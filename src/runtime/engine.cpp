@@ -152,22 +152,22 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
     rope_.apply(q.data(), n_rows, nh, positions.data(), local_rope);
     rope_.apply(k.data(), n_rows, nkv, positions.data(), local_rope);
     const int window = cfg.window_of(l);
-    // Append k/v rows to each slot's blocks.
-    for (int c = 0; c < (int)chunks.size(); ++c) {
+    // Append k/v rows to each slot's blocks, one (chunk, kv head) per work item: a transposed K
+    // row is a 16-key column, one cache line per dimension, so the writes are worth both cores.
+    parallel_chunks((int)chunks.size() * nkv, omp_get_max_threads(), [&](int item) {
+      const int c = item / nkv, h = item % nkv;
       const int slot = chunks[c].slot, T = (int)chunks[c].tokens.size();
       const std::vector<int>& table = pool_.table(slot);
       for (int i = 0; i < T; ++i) {
         const size_t r = (size_t)row0[c] + i;
         const int p = pool_.len(slot) + i;
-        for (int h = 0; h < nkv; ++h) {
-          const size_t page = kv_offset(table[p / kBlockTokens], l, h);
-          with_kv([&](auto* K, auto* V) {
-            kv_put_k(K + page, p % kBlockTokens, k.data() + r * kvd + (size_t)h * hd, hd);
-            kv_put_v(V + page, p % kBlockTokens, v.data() + r * kvd + (size_t)h * hd, hd);
-          });
-        }
+        const size_t page = kv_offset(table[p / kBlockTokens], l, h);
+        with_kv([&](auto* K, auto* V) {
+          kv_put_k(K + page, p % kBlockTokens, k.data() + r * kvd + (size_t)h * hd, hd);
+          kv_put_v(V + page, p % kBlockTokens, v.data() + r * kvd + (size_t)h * hd, hd);
+        });
       }
-    }
+    });
     auto run_task = [&](int ti) {
       {
         thread_local std::vector<float> scores, kc, vc;

@@ -96,8 +96,9 @@ class Server:
 
 
 def generate(prompt, n, chat=False):
+    # the server's defaults: batch-invariant rows, fp16 K/V
     cmd = [AWQ, "generate", MODEL, "-p", prompt, "-n", str(n), "--temperature", "0", "--threads", "2",
-           "--batch-invariant"]
+           "--batch-invariant", "--kv-dtype", "f16"]
     if chat:
         cmd.append("--chat")
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
