@@ -9,7 +9,14 @@ scripts/autoawq_cpu.py (shared with autoawq_quantize.py), and the IPEX kernel ch
 from_quantized forces on a CPU (see the comment below).
 
 Usage: autoawq_ppl.py CKPT TEXT [--ctx 2048] [--max-windows N] [--protocol autoawq|llamacpp]
+                      [--fp32-dequant]
 Prints one JSON line like scripts/hf_ppl.py.
+
+AutoAWQ's WQLinear_GEMM casts its input to fp16 in every forward (awq/modules/linear/gemm.py), so
+its loader has no fp32 mode. --fp32-dequant is the same checkpoint through AutoAWQ's own unpacking
+(awq.utils.packing_utils.dequantize_gemm: its bit order, zeros and group expansion) with the
+scales in fp32, each WQLinear_GEMM replaced by an fp32 nn.Linear of that weight and the model run
+in fp32 by Transformers: the reference that computes as our engine does.
 """
 import argparse, json, math, sys, time
 
@@ -33,10 +40,30 @@ def main():
     ap.add_argument("--ctx", type=int, default=2048)
     ap.add_argument("--protocol", default="autoawq", choices=["autoawq", "llamacpp"])
     ap.add_argument("--max-windows", type=int, default=-1)
+    ap.add_argument("--fp32-dequant", action="store_true",
+                    help="AutoAWQ's dequantize_gemm in fp32 + Transformers' fp32 forward")
     a = ap.parse_args()
     tok = AutoTokenizer.from_pretrained(a.model)
     model = AutoAWQForCausalLM.from_quantized(a.model, fuse_layers=False, device_map={"": "cpu"},
                                               torch_dtype=torch.float16)
+    loader = "autoawq 0.2.9 from_quantized (CPU, fp16, pure-PyTorch GEMM)"
+    if a.fp32_dequant:
+        from awq.modules.linear.gemm import WQLinear_GEMM
+        from awq.utils.packing_utils import dequantize_gemm
+        hf = model.model
+        todo = [(n, m) for n, m in hf.named_modules() if isinstance(m, WQLinear_GEMM)]
+        for name, m in todo:
+            w = dequantize_gemm(m.qweight, m.qzeros, m.scales.float(), m.w_bit, m.group_size)
+            lin = torch.nn.Linear(m.in_features, m.out_features, bias=m.bias is not None,
+                                  dtype=torch.float32)
+            lin.weight.data = w.t().contiguous().float()
+            if m.bias is not None:
+                lin.bias.data = m.bias.float()
+            parent, _, leaf = name.rpartition(".")
+            setattr(hf.get_submodule(parent), leaf, lin)
+        hf.float()
+        loader = (f"autoawq 0.2.9 from_quantized, {len(todo)} WQLinear_GEMM -> fp32 nn.Linear of "
+                  "awq.utils.packing_utils.dequantize_gemm (fp32 scales), Transformers fp32 forward")
     model.eval()
     text = open(a.text, encoding="utf-8", newline="").read()
     ids = tok(text)["input_ids"]
@@ -58,7 +85,7 @@ def main():
     print(json.dumps({"ppl": math.exp(nll_sum / n_scored), "mean_nll": nll_sum / n_scored,
                       "tokens_scored": n_scored, "tokens_total": len(ids), "windows": n_win,
                       "ctx": a.ctx, "protocol": a.protocol, "seconds": time.time() - t0,
-                      "loader": "autoawq 0.2.9 from_quantized (CPU, fp16, pure-PyTorch GEMM)"}))
+                      "loader": loader}))
 
 
 if __name__ == "__main__":
