@@ -210,33 +210,14 @@ __attribute__((target("avx512f,avx512vl"))) void pv_avx512(const float* const* s
 }
 
 // Heads in sets of G <= 4 (AVX-512: 4 G accumulators; AVX2 qk: 8 G of its 16 registers, so
-// sets of 2 there).
-template <typename T>
-void qk_avx512_any(int G, const float* const* qs, const KvRowsT<T>& kv, int lo, int n, float scale,
-                   float* const* srs) {
+// sets of 2 there): f(std::integral_constant<int, G>) for a runtime G in [1, 4].
+template <typename F>
+void with_set_size(int G, F&& f) {
   switch (G) {
-    case 1: return qk_avx512<1>(qs, kv, lo, n, scale, srs);
-    case 2: return qk_avx512<2>(qs, kv, lo, n, scale, srs);
-    case 3: return qk_avx512<3>(qs, kv, lo, n, scale, srs);
-    default: return qk_avx512<4>(qs, kv, lo, n, scale, srs);
-  }
-}
-template <int NV, typename T>
-void pv_avx512_any(int G, const float* const* srs, const KvRowsT<T>& kv, int lo, int n, float* const* os) {
-  switch (G) {
-    case 1: return pv_avx512<1, NV>(srs, kv, lo, n, os);
-    case 2: return pv_avx512<2, NV>(srs, kv, lo, n, os);
-    case 3: return pv_avx512<3, NV>(srs, kv, lo, n, os);
-    default: return pv_avx512<4, NV>(srs, kv, lo, n, os);
-  }
-}
-template <int NV, typename T>
-void pv_avx2_any(int G, const float* const* srs, const KvRowsT<T>& kv, int lo, int n, float* const* os) {
-  switch (G) {
-    case 1: return pv_avx2<1, NV>(srs, kv, lo, n, os);
-    case 2: return pv_avx2<2, NV>(srs, kv, lo, n, os);
-    case 3: return pv_avx2<3, NV>(srs, kv, lo, n, os);
-    default: return pv_avx2<4, NV>(srs, kv, lo, n, os);
+    case 1: return f(std::integral_constant<int, 1>{});
+    case 2: return f(std::integral_constant<int, 2>{});
+    case 3: return f(std::integral_constant<int, 3>{});
+    default: return f(std::integral_constant<int, 4>{});
   }
 }
 #endif
@@ -252,7 +233,7 @@ void qk_heads(int G, const float* const* qs, const KvRowsT<T>& kv, int lo, int n
     for (int g = 0; g < G; g += set) {
       const int gs = std::min(set, G - g);
       if (isa == AttnIsa::Avx512)
-        qk_avx512_any(gs, qs + g, kv, lo, n, scale, srs + g);
+        with_set_size(gs, [&](auto c) { qk_avx512<c.value>(qs + g, kv, lo, n, scale, srs + g); });
       else if (gs == 2)
         qk_avx2<2>(qs + g, kv, lo, n, scale, srs + g);
       else
@@ -273,22 +254,26 @@ void pv_heads(int G, const float* const* srs, const KvRowsT<T>& kv, int lo, int 
   if (isa == AttnIsa::Avx512 && hd % 16 == 0) {
     for (int g = 0; g < G; g += 4) {
       const int gs = std::min(4, G - g);
-      if (hd % 64 == 0)
-        pv_avx512_any<4>(gs, srs + g, kv, lo, n, os + g);
-      else if (hd % 32 == 0)
-        pv_avx512_any<2>(gs, srs + g, kv, lo, n, os + g);
-      else
-        pv_avx512_any<1>(gs, srs + g, kv, lo, n, os + g);
+      with_set_size(gs, [&](auto c) {
+        if (hd % 64 == 0)
+          pv_avx512<c.value, 4>(srs + g, kv, lo, n, os + g);
+        else if (hd % 32 == 0)
+          pv_avx512<c.value, 2>(srs + g, kv, lo, n, os + g);
+        else
+          pv_avx512<c.value, 1>(srs + g, kv, lo, n, os + g);
+      });
     }
     return;
   }
   if (isa != AttnIsa::Scalar && hd % 8 == 0) {
     for (int g = 0; g < G; g += 4) {
       const int gs = std::min(4, G - g);
-      if (hd % 32 == 0)
-        pv_avx2_any<4>(gs, srs + g, kv, lo, n, os + g);
-      else
-        pv_avx2_any<1>(gs, srs + g, kv, lo, n, os + g);
+      with_set_size(gs, [&](auto c) {
+        if (hd % 32 == 0)
+          pv_avx2<c.value, 4>(srs + g, kv, lo, n, os + g);
+        else
+          pv_avx2<c.value, 1>(srs + g, kv, lo, n, os + g);
+      });
     }
     return;
   }
@@ -335,8 +320,11 @@ void cached_attention_group(const ModelConfig& cfg, int window, const float* q, 
     }
   }
   scores.resize((size_t)G * S);
-  std::vector<const float*> qs(G);
-  std::vector<float*> srs(G), os(G);
+  thread_local std::vector<const float*> qs;  // per-head pointers of the current row
+  thread_local std::vector<float*> srs, os;
+  qs.resize(G);
+  srs.resize(G);
+  os.resize(G);
   for (int i = 0; i < rows; ++i) {
     const int n_vis = p0 + i + 1;
     const int lo = window > 0 ? std::max(0, n_vis - window) : 0;  // keys before lo are masked

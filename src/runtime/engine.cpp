@@ -1,6 +1,5 @@
 #include "runtime/engine.h"
 
-#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -9,7 +8,6 @@
 #include <type_traits>
 
 #include "core/chunk_pool.h"
-#include "core/half.h"
 #include "kernels/q8_matmul.h"
 #include "kernels/vmath.h"
 #include "kernels/w4.h"
