@@ -109,13 +109,16 @@ $(GGUF_OUT)-%.gguf: $(FP_DIR)/config.json $(BUILD)/awq
 	@mkdir -p $(dir $(GGUF_OUT))
 	$(BUILD)/awq quantize $(FP_DIR) $@ --method rtn --format gguf --gguf-type $* --overwrite
 PPL_TEXT := data/eval/wikitext2-test-slice.txt
-test-formats: build $(CTLIB)-sym/config.json $(CTLIB)-asym/config.json $(GGUF_OUT)-q4_0.gguf $(GGUF_OUT)-q4_1.gguf
+test-formats: build $(CTLIB)-sym/config.json $(CTLIB)-asym/config.json $(GGUF_OUT)-q4_0.gguf $(GGUF_OUT)-q4_1.gguf \
+  $(GGUF_OUT)-q4_k_m.gguf $(GGUF_OUT)-q5_k_s.gguf
 	OMP_WAIT_POLICY=passive python3 scripts/check_foreign_ppl.py $(BUILD)/awq $(CTLIB)-sym \
 	  $(PPL_TEXT) --ctx 2048 --max-windows 2 --rel-tol 1e-4
 	OMP_WAIT_POLICY=passive python3 scripts/check_foreign_ppl.py $(BUILD)/awq $(CTLIB)-asym \
 	  $(PPL_TEXT) --ctx 2048 --max-windows 2 --rel-tol 1e-4 --ct-decompress
 	OMP_WAIT_POLICY=passive python3 scripts/check_gguf_export.py $(BUILD)/awq $(GGUF_OUT)-q4_0.gguf $(FP_DIR)
 	OMP_WAIT_POLICY=passive python3 scripts/check_gguf_export.py $(BUILD)/awq $(GGUF_OUT)-q4_1.gguf $(FP_DIR)
+	OMP_WAIT_POLICY=passive python3 scripts/check_gguf_export.py $(BUILD)/awq $(GGUF_OUT)-q4_k_m.gguf $(FP_DIR)
+	OMP_WAIT_POLICY=passive python3 scripts/check_gguf_export.py $(BUILD)/awq $(GGUF_OUT)-q5_k_s.gguf $(FP_DIR)
 
 # llama.cpp (built from the llama-cpp-python sdist) loads our GGUF files: perplexity of AWQ Q4_0 /
 # Q4_1 against llama-quantize's own Q4_0 / Q4_1 / Q4_K_M with and without an importance matrix,

@@ -10,23 +10,23 @@
 #   llama-T-imat   llama-quantize --imatrix (llama-imatrix on data/calib/default.jsonl's text,
 #                  the 81 x 512 tokens our AWQ calibration uses) fp16 -> T
 #   awq-T          awq quantize --format gguf --gguf-type T (AWQ search, our importance-weighted
-#                  rounding), T in q4_0 q4_1
+#                  rounding, llama-quantize's per-tensor types), T in TYPES (q4_0 q4_k_m)
 #   rtn-T          the same without AWQ (our rounding, no importance)
 #   awqf16-K       the AWQ-scaled and clipped f16 model (search: 4-bit, groups of 32, zero
-#                  point) -> llama-quantize K: AutoAWQ's GGUF recipe, for the K-quant mixes
-#                  (KTYPES, default q4_k_m), beside llama-K and llama-K-imat
+#                  point) -> llama-quantize K: AutoAWQ's GGUF recipe (KTYPES, default none),
+#                  beside llama-K and llama-K-imat
 # Protocol: llama-perplexity -c 2048 on wiki.test.raw (llama.cpp's: second half of each window
 # scored), CHUNKS windows (0 = the whole file); KL vs fp16 on the first KL_CHUNKS windows.
 # Usage: scripts/check_gguf_llamacpp.sh [FP_DIR]   env: CHUNKS (0), KL_CHUNKS (8), THREADS (2),
-#        TYPES ("q4_0 q4_1"), KTYPES ("q4_k_m"; empty = none), W (out/gguf-check)     Prints a markdown table; resumable.
+#        TYPES ("q4_0 q4_k_m"), KTYPES (""), W (out/gguf-check)     Prints a markdown table; resumable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FP=${1:-models/smollm2-fp32}
 CHUNKS=${CHUNKS:-0}
 KL_CHUNKS=${KL_CHUNKS:-8}
 T=${THREADS:-2}
-TYPES=${TYPES:-q4_0 q4_1}
-KTYPES=${KTYPES-q4_k_m}
+TYPES=${TYPES:-q4_0 q4_k_m}
+KTYPES=${KTYPES-}
 W=${W:-out/gguf-check}
 WIKI=${WIKI:-../shared/data/wikitext-2-raw/wiki.test.raw}
 AWQ=${BUILD:-build}/awq

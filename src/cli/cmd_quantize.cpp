@@ -99,7 +99,7 @@ int run_quantize(const QArgs& a) {
   const QuantConfig& q = o.search.q;
   std::printf("wrote %s (%s w%d g%d%s%s) in %.1f s; calibration %d blocks x %d tokens\n",
               a.out.c_str(), a.method.c_str(), q.w_bit, q.group_size, q.zero_point ? " zp" : " sym",
-              o.format == CheckpointFormat::Gguf ? (", GGUF " + ggml_type_name((uint32_t)o.gguf_type)).c_str() : "",
+              o.format == CheckpointFormat::Gguf ? (", GGUF " + o.gguf_type.name()).c_str() : "",
               r->seconds, r->n_blocks, a.seqlen);
   std::printf("matrix-product work: %.2f TFLOP, %.1f GFLOP/s over the whole run\n",
               r->gemm_flop * 1e-12, r->seconds > 0 ? r->gemm_flop / r->seconds * 1e-9 : 0.0);
@@ -172,9 +172,11 @@ Register reg("quantize", "quantize a model (HF dir or .gguf) to an AutoAWQ or co
   sub.add_option("--threads,-t", a->threads, "threads (0 = all)");
   sub.add_option("--format", a->format, "checkpoint format: autoawq (AutoAWQ GEMM; 4-bit zero-point only), compressed-tensors (llm-compressor pack-quantized; 2..8 bits, zero point or symmetric) or gguf (one llama.cpp file; see --gguf-type)")->capture_default_str();
   sub.add_option("--gguf-type", a->gguf_type,
-                 "--format gguf: type of the block linears: q4_0, q4_1, q8_0 (the AWQ search "
-                 "quantizes as that type does, the activation statistics weigh each block's "
-                 "rounding), or f16/f32 (the AWQ-scaled, clipped model for llama-quantize)")
+                 "--format gguf: llama-quantize's type names: q4_0, q4_1, q5_0, q5_1, q8_0, "
+                 "q4_k_s, q4_k_m (= q4_k), q5_k_s, q5_k_m (= q5_k), q6_k, with llama-quantize's "
+                 "per-tensor choices and fallbacks (the AWQ search scores every ratio with each "
+                 "tensor's own quantizer, the activation statistics weigh each block's rounding), "
+                 "or f16/f32 (the AWQ-scaled, clipped model for llama-quantize)")
       ->capture_default_str();
   sub.add_option("--report", a->report, "write a JSON report (chosen ratios, losses)");
   sub.add_flag("--overwrite", a->overwrite, "replace OUT_DIR if it exists");

@@ -85,7 +85,7 @@ void quantize_with_scales(Linear& l, const std::vector<float>& s, const SearchOp
     for (int k = 0; k < K; ++k) w[k] *= s[k];
   }
   if (prepare) prepare(l);
-  if (opt.quantizer) opt.quantizer(l.weight.data(), l.out, K, s);
+  if (opt.quantizer) opt.quantizer(l, l.weight.data(), l.out, K, s);
   else fake_quantize(l.weight.data(), l.out, K, q);
 #pragma omp parallel for
   for (int o = 0; o < l.out; ++o) {

@@ -50,8 +50,9 @@ struct SearchOptions {
   // When set, the grid search quantizes the scaled weights W [N][K] (columns already multiplied
   // by s) with this function instead of fake_quantize(q): GGUF export scores every ratio with
   // the ggml block quantizer it will write, weighted by the importance the scaled inputs x / s
-  // give (quant/ggml_quant.h).
-  std::function<void(float* W, int N, int K, const std::vector<float>& s)> quantizer;
+  // give (quant/ggml_quant.h). l: the linear W belongs to (its type can differ within a group).
+  std::function<void(const Linear& l, float* W, int N, int K, const std::vector<float>& s)>
+      quantizer;
 };
 
 // Ratios the grid search scores at most: n_grid, or with a stride k > 1 the coarse ones plus

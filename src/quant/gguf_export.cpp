@@ -17,17 +17,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// llama_ftype numbers (general.file_type) of the types we write.
-uint32_t file_type_of(GGMLType t) {
-  switch (t) {
-    case GGMLType::F32: return 0;
-    case GGMLType::F16: return 1;
-    case GGMLType::Q4_0: return 2;
-    case GGMLType::Q4_1: return 3;
-    default: return 7;  // Q8_0
-  }
-}
-
 // llama.cpp's q/k row order for RoPE ("llama" only): within a head, GGUF row 2*i + j holds HF
 // row j * (head_dim / 2) + i (the inverse of gguf_convert's unpermute_qk_rows).
 std::vector<float> permute_qk_rows(const float* w, int64_t rows, int64_t cols, int64_t n_heads) {
@@ -70,33 +59,120 @@ std::string pre_name(const nlohmann::json& pre) {
 
 }  // namespace
 
-Expected<GGMLType> parse_gguf_type(const std::string& name) {
-  std::string n = name;
-  for (auto& c : n) c = (char)std::tolower((unsigned char)c);
-  static const std::map<std::string, GGMLType> m = {{"f32", GGMLType::F32},
-                                                    {"f16", GGMLType::F16},
-                                                    {"q8_0", GGMLType::Q8_0},
-                                                    {"q4_0", GGMLType::Q4_0},
-                                                    {"q4_1", GGMLType::Q4_1}};
-  auto it = m.find(n);
-  if (it == m.end())
-    return make_error("GGUF type \"", name, "\" is not written (expected q4_0, q4_1, q8_0, f16 "
-                      "or f32; for K-quants write f16 and run llama-quantize on it)");
-  return it->second;
+namespace {
+struct TargetName {
+  const char* name;
+  GgufTarget t;
+  uint32_t ftype;  // llama_ftype
+};
+constexpr TargetName kTargets[] = {
+    {"f32", {GGMLType::F32, 0}, 0},       {"f16", {GGMLType::F16, 0}, 1},
+    {"q4_0", {GGMLType::Q4_0, 0}, 2},     {"q4_1", {GGMLType::Q4_1, 0}, 3},
+    {"q8_0", {GGMLType::Q8_0, 0}, 7},     {"q5_0", {GGMLType::Q5_0, 0}, 8},
+    {"q5_1", {GGMLType::Q5_1, 0}, 9},     {"q4_k_s", {GGMLType::Q4_K, 'S'}, 14},
+    {"q4_k_m", {GGMLType::Q4_K, 'M'}, 15}, {"q5_k_s", {GGMLType::Q5_K, 'S'}, 16},
+    {"q5_k_m", {GGMLType::Q5_K, 'M'}, 17}, {"q6_k", {GGMLType::Q6_K, 0}, 18},
+};
+}  // namespace
+
+std::string GgufTarget::name() const {
+  for (const TargetName& n : kTargets)
+    if (n.t == *this) {
+      std::string s = n.name;
+      for (auto& c : s) c = (char)std::toupper((unsigned char)c);
+      return s;
+    }
+  return ggml_type_name((uint32_t)base);
 }
 
-bool gguf_search_config(GGMLType t, int* w_bit, int* group_size, bool* zero_point) {
-  switch (t) {
-    case GGMLType::Q4_0: *w_bit = 4, *group_size = 32, *zero_point = false; return true;
-    case GGMLType::Q4_1: *w_bit = 4, *group_size = 32, *zero_point = true; return true;
-    case GGMLType::Q8_0: *w_bit = 8, *group_size = 32, *zero_point = false; return true;
+uint32_t GgufTarget::file_type() const {
+  for (const TargetName& n : kTargets)
+    if (n.t == *this) return n.ftype;
+  return 7;
+}
+
+Expected<GgufTarget> parse_gguf_type(const std::string& name) {
+  std::string n = name;
+  for (auto& c : n) c = (char)std::tolower((unsigned char)c);
+  if (n == "q4_k" || n == "q5_k") n += "_m";  // llama-quantize's aliases
+  for (const TargetName& t : kTargets)
+    if (n == t.name) return t.t;
+  return make_error("GGUF type \"", name, "\" is not written (expected q4_0, q4_1, q5_0, q5_1, "
+                    "q8_0, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, f16 or f32)");
+}
+
+GGMLType gguf_tensor_type(const GgufTarget& t, const std::string& name, int n_layers,
+                          int64_t ncols, bool tied, bool has_imatrix, std::string* note) {
+  if (!ggml_is_block_type(t.base)) return t.base;
+  const bool q4km = t.base == GGMLType::Q4_K && t.mix == 'M';
+  const bool q5km = t.base == GGMLType::Q5_K && t.mix == 'M';
+  const bool q4ks = t.base == GGMLType::Q4_K && t.mix == 'S';
+  // llama.cpp's use_more_bits: the first and last eighth, and every third layer between
+  auto more_bits = [n_layers](int i) {
+    return i < n_layers / 8 || i >= 7 * n_layers / 8 || (i - n_layers / 8) % 3 == 2;
+  };
+  int layer = -1;
+  std::string role;
+  if (name.starts_with("blk.")) {
+    const size_t dot = name.find('.', 4);
+    layer = std::atoi(name.c_str() + 4);
+    role = name.substr(dot + 1);
+  }
+  GGMLType ty = t.base;
+  if (name == "output.weight" || (tied && name == "token_embd.weight")) {
+    if (ncols % ggml_block_elems(t.base) != 0) ty = GGMLType::Q8_0;
+    else if (t.base != GGMLType::Q8_0) ty = GGMLType::Q6_K;
+  } else if (role == "attn_v.weight") {
+    if ((q4km || q5km) && more_bits(layer)) ty = GGMLType::Q6_K;
+    else if (q4ks && layer < 4) ty = GGMLType::Q5_K;
+  } else if (role == "ffn_down.weight") {
+    if (q4km && more_bits(layer)) ty = GGMLType::Q6_K;
+    else if (q5km && more_bits(layer)) ty = GGMLType::Q6_K;
+    else if (q4ks && layer < n_layers / 8) ty = GGMLType::Q5_K;
+    else if ((t.base == GGMLType::Q4_0 || t.base == GGMLType::Q5_0) && has_imatrix &&
+             layer < n_layers / 8)
+      ty = t.base == GGMLType::Q4_0 ? GGMLType::Q4_1 : GGMLType::Q5_1;
+  }
+  const int be = ggml_block_elems(ty);
+  if (ncols % be != 0) {
+    const GGMLType want = ty;
+    ty = ty == GGMLType::Q4_K ? GGMLType::Q5_0
+       : ty == GGMLType::Q5_K ? GGMLType::Q5_1
+       : ty == GGMLType::Q6_K ? GGMLType::Q8_0 : ty;
+    if (ncols % ggml_block_elems(ty) != 0) ty = GGMLType::F16;
+    if (note)
+      *note = name + ": rows of " + std::to_string(ncols) + " do not fit " +
+              ggml_type_name((uint32_t)want) + "'s blocks of " + std::to_string(be) + ", " +
+              ggml_type_name((uint32_t)ty) + " (llama.cpp's fallback)";
+  }
+  return ty;
+}
+
+std::string gguf_linear_name(const ModelConfig& cfg, const std::string& hf) {
+  static const std::regex blk(R"(model\.layers\.(\d+)\.(.+))");
+  std::smatch m;
+  if (!std::regex_match(hf, m, blk)) return "";
+  for (const LinearName& l : cfg.arch->linears)
+    if (m[2].str() == l.hf) return "blk." + m[1].str() + "." + l.gguf + ".weight";
+  return "";
+}
+
+bool gguf_search_config(const GgufTarget& t, int* w_bit, int* group_size, bool* zero_point) {
+  *group_size = 32;
+  switch (t.base) {
+    case GGMLType::Q4_0: *w_bit = 4, *zero_point = false; return true;
+    case GGMLType::Q4_1: case GGMLType::Q4_K: *w_bit = 4, *zero_point = true; return true;
+    case GGMLType::Q5_0: *w_bit = 5, *zero_point = false; return true;
+    case GGMLType::Q5_1: case GGMLType::Q5_K: *w_bit = 5, *zero_point = true; return true;
+    case GGMLType::Q6_K: *w_bit = 6, *zero_point = false; return true;
+    case GGMLType::Q8_0: *w_bit = 8, *zero_point = false; return true;
     default: return false;
   }
 }
 
 Expected<GgufModelWriter> GgufModelWriter::create(const std::string& out_path,
-                                                  const ModelConfig& cfg, GGMLType type,
-                                                  bool overwrite) {
+                                                  const ModelConfig& cfg,
+                                                  const GgufTarget& target, bool overwrite) {
   const Architecture& a = *cfg.arch;
   const std::string src = "--format gguf: " + a.name;
   if (a.gguf_arch.empty() || a.gguf_norm_plus_one)
@@ -115,12 +191,12 @@ Expected<GgufModelWriter> GgufModelWriter::create(const std::string& out_path,
   if (cfg.rotary_dim > 0 && cfg.rotary_dim != cfg.head_dim)
     return make_error(src, ": partial rotary (", cfg.rotary_dim, " of ", cfg.head_dim,
                       " dims) is not written");
-  if (!ggml_can_quantize(type))
-    return make_error("--gguf-type ", ggml_type_name((uint32_t)type), " is not written");
+  if (!ggml_can_quantize(target.base))
+    return make_error("--gguf-type ", target.name(), " is not written");
   AWQ_ASSIGN(GGUFWriter w, GGUFWriter::create(out_path, overwrite));
   GgufModelWriter g(std::move(w));
   g.cfg_ = cfg;
-  g.type_ = type;
+  g.target_ = target;
   return g;
 }
 
@@ -145,9 +221,9 @@ Expected<std::string> GgufModelWriter::gguf_name(const std::string& hf) const {
 Status GgufModelWriter::write_matrix(const std::string& name, GGMLType t, const float* W,
                                      int64_t N, int64_t K, const float* imp) {
   const size_t rb = ggml_row_bytes(t, K);
-  if (rb == 0 || (t != GGMLType::F32 && t != GGMLType::F16 && K % 32 != 0))
+  if (rb == 0 || K % ggml_block_elems(t) != 0)
     return make_error("--format gguf: ", name, ": row length ", K, " does not fit ",
-                      ggml_type_name((uint32_t)t), "'s blocks of 32");
+                      ggml_type_name((uint32_t)t), "'s blocks of ", ggml_block_elems(t));
   std::vector<uint8_t> out(rb * (size_t)N);
   std::atomic<int64_t> bad_row{-1};
   std::string err;
@@ -180,7 +256,11 @@ Status GgufModelWriter::add_linear(const std::string& prefix, const float* W, in
                                    const float* imp, const float* bias) {
   AWQ_ASSIGN(std::string name, gguf_name(prefix + ".weight"));
   std::vector<float> buf;
-  AWQ_TRY(write_matrix(name, type_, gguf_rows(prefix + ".weight", W, N, K, buf), N, K, imp));
+  std::string note;
+  const GGMLType t =
+      gguf_tensor_type(target_, name, cfg_.n_layers, K, cfg_.tie_embeddings, imp != nullptr, &note);
+  if (!note.empty()) notes_.push_back(note);
+  AWQ_TRY(write_matrix(name, t, gguf_rows(prefix + ".weight", W, N, K, buf), N, K, imp));
   if (bias) AWQ_TRY(add_tensor(prefix + ".bias", {N}, bias));
   return Status::Ok();
 }
@@ -198,16 +278,12 @@ Status GgufModelWriter::add_tensor(const std::string& hf, const std::vector<int6
   const int64_t N = shape[0], K = shape[1];
   const bool embed = hf == "model.embed_tokens.weight";
   const bool output = hf == "lm_head.weight" || (cfg_.tie_embeddings && embed);
-  const bool plain = !ggml_is_block_type(type_);
-  GGMLType t = type_;
-  if (output && !plain && t != GGMLType::Q8_0) {
-    t = GGMLType::Q8_0;
-    if (K % 256 == 0 && !noted_output_) {
-      notes_.push_back(name + ": Q8_0 (llama-quantize would choose Q6_K, which awq-cpp does not "
-                              "write; pass --output-tensor-type q8_0 to it for the same mix)");
-      noted_output_ = true;
-    }
-  } else if (!output && !embed && !plain) {
+  GGMLType t = target_.base;
+  if (output || embed) {
+    std::string note;
+    t = gguf_tensor_type(target_, name, cfg_.n_layers, K, cfg_.tie_embeddings, false, &note);
+    if (!note.empty()) notes_.push_back(note);
+  } else if (ggml_is_block_type(t)) {
     t = GGMLType::F16;  // a block linear kept unquantized (--modules-to-not-convert)
   }
   return write_matrix(name, t, gguf_rows(hf, data, N, K, buf), N, K, nullptr);
@@ -218,7 +294,7 @@ Status GgufModelWriter::finish(const std::string& src_dir) {
   const std::string arch = c.arch->gguf_arch, kp = arch + ".";
   w_.set_string("general.architecture", arch);
   w_.set_string("general.name", fs::path(src_dir).filename().string());
-  w_.set_u32("general.file_type", file_type_of(type_));
+  w_.set_u32("general.file_type", target_.file_type());
   w_.set_u32("general.quantization_version", 2);
   w_.set_u32(kp + "context_length", (uint32_t)c.max_position);
   w_.set_u32(kp + "embedding_length", (uint32_t)c.hidden);

@@ -261,7 +261,7 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
   const auto t_start = std::chrono::steady_clock::now();
   QuantizeOptions opt = opt_in;
   const bool gguf_out = opt.format == CheckpointFormat::Gguf;
-  const bool plain_gguf = gguf_out && !ggml_is_block_type(opt.gguf_type);  // F16/F32
+  const bool plain_gguf = gguf_out && !ggml_is_block_type(opt.gguf_type.base);  // F16/F32
   // GGUF block types: no clipping search. The ggml quantizer's own importance-weighted scale
   // search (which every grid ratio is scored with) already chooses each block's range; the
   // clipping search's thresholds, found on our int grid, made SmolLM2 Q4_0 worse
@@ -775,8 +775,18 @@ Expected<QuantizeReport> quantize_hf(const std::string& model_dir, const std::st
           const ChannelMean* qs = in == Input::Attn ? &q_attn
                                     : in == Input::O  ? &q_o
                                     : in == Input::Mlp ? &q_mlp : &q_down;
-          const GGMLType gt = opt.gguf_type;
-          so.quantizer = [qs, gt](float* W, int N, int K, const std::vector<float>& s) {
+          // each linear's own type (the mixtures differ within a group: q/k vs v)
+          std::vector<std::pair<const Linear*, GGMLType>> types;
+          for (size_t j = 0; j < ls.size(); ++j)
+            types.emplace_back(ls[j], gguf_tensor_type(
+                                          opt.gguf_type,
+                                          gguf_linear_name(cfg, cfg.arch->linear_prefix(layer, g.linears[j])),
+                                          cfg.n_layers, ls[j]->in, cfg.tie_embeddings, true));
+          so.quantizer = [qs, types](const Linear& l, float* W, int N, int K,
+                                     const std::vector<float>& s) {
+            GGMLType gt = types[0].second;
+            for (const auto& [lp, t] : types)
+              if (lp == &l) gt = t;
             const std::vector<float> imp = qs->mean_scaled(s);
             fake_quantize_ggml(gt, W, N, K, imp.data());
           };

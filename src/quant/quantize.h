@@ -14,6 +14,7 @@
 #include "io/gguf.h"
 #include "quant/awq_checkpoint.h"
 #include "quant/awq_search.h"
+#include "quant/gguf_export.h"
 
 namespace awq {
 
@@ -42,7 +43,7 @@ struct QuantizeOptions {
   CheckpointFormat format = CheckpointFormat::AutoAwq;  // --format (docs/FORMAT.md)
   // --format gguf: the tensor type of the block linears (quant/gguf_export.h); out_dir is then
   // the .gguf file. The search's QuantConfig should follow gguf_search_config() for block types.
-  GGMLType gguf_type = GGMLType::Q4_0;
+  GgufTarget gguf_type;  // --gguf-type (default Q4_0)
   bool progress = true;
   size_t max_shard_bytes = size_t(2) << 30;
   // Resume (quant/resume.h): after every block, save the state in OUT_DIR.resume (default);
