@@ -87,8 +87,24 @@ $(CT_DIR)/config.json: $(FP_DIR)/config.json $(BUILD)/awq
 	$(BUILD)/awq quantize $(FP_DIR) $(CT_DIR) --method rtn --group-size 64 --no-zero-point \
 	  --format compressed-tensors --overwrite
 CT_LOGITS := $(BUILD)/ct/smollm2-rtn4-g64-sym-ct.transformers_logits.safetensors
-$(CT_LOGITS): $(CT_DIR)/config.json scripts/ct_transformers_logits.py | py-ref
-	python3 scripts/ct_transformers_logits.py $(CT_DIR) $@
+$(CT_LOGITS): $(CT_DIR)/config.json scripts/transformers_logits.py | py-ref
+	python3 scripts/transformers_logits.py $(CT_DIR) $@
+
+# Transformers 5 loads AutoAWQ checkpoints only through gptqmodel ("Loading an AWQ quantized
+# model requires gptqmodel"): a venv over the system torch/transformers with gptqmodel from PyPI,
+# and the logits it computes from our AutoAWQ checkpoint, loaded unchanged
+# (tests/model/transformers_logits_test.cpp). gptqmodel compiles its CPU kernel on first use
+# (~75 s, cached in ~/.cache/gptqmodel).
+GPTQ_VENV := $(BUILD)/venv-gptq
+GPTQMODEL := gptqmodel==7.7.0
+$(GPTQ_VENV)/.ok: | py-ref
+	python3 -m venv --system-site-packages $(GPTQ_VENV)
+	$(GPTQ_VENV)/bin/pip install -q $(GPTQMODEL)
+	touch $@
+AWQ_TF5_LOGITS := $(BUILD)/ct/smollm2-rtn4-g64.tf5_gptqmodel_logits.safetensors
+$(AWQ_TF5_LOGITS): $(RTN_DIR)/config.json scripts/transformers_logits.py $(GPTQ_VENV)/.ok
+	@mkdir -p $(dir $@)
+	$(GPTQ_VENV)/bin/python scripts/transformers_logits.py $(RTN_DIR) $@
 
 # Foreign checkpoints written by the compressed-tensors library itself (symmetric and asymmetric
 # W4 g64): `awq ppl` must equal the PyTorch loader's perplexity on the same windows
@@ -144,9 +160,10 @@ check-autoawq: build $(RTN_DIR)/config.json $(AUTOAWQ_VENV)/.ok
 # All tests: unit, corrupt-file, kernels on every ISA the host has, the real model, Python format checks.
 # ctest runs JOBS test binaries at once, each with its own OpenMP threads: the passive wait policy
 # keeps an oversubscribed OpenMP join from spinning for its whole time slice (tests never time).
-test: build fp-model $(RTN_DIR)/config.json py-ref $(CT_LOGITS)
+test: build fp-model $(RTN_DIR)/config.json py-ref $(CT_LOGITS) $(AWQ_TF5_LOGITS)
 	AWQ_SMOLLM2_GGUF=$(abspath $(GGUF)) AWQ_SMOLLM2_DIR=$(abspath $(FP_DIR)) \
 	AWQ_SMOLLM2_CT_DIR=$(abspath $(CT_DIR)) AWQ_SMOLLM2_CT_LOGITS=$(abspath $(CT_LOGITS)) \
+	AWQ_SMOLLM2_AWQ_TF5_LOGITS=$(abspath $(AWQ_TF5_LOGITS)) \
 	AWQ_SMOLLM2_AWQ_DIR=$(abspath $(RTN_DIR)) \
 	AWQ_WIKITEXT=$(abspath ../shared/data/wikitext-2-raw/wiki.test.raw) \
 	OMP_WAIT_POLICY=passive \

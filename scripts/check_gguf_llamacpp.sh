@@ -58,6 +58,9 @@ for ty in $TYPES; do
     --method rtn --format gguf --gguf-type "$ty" --overwrite >"$W/rtn-$ty.log" 2>&1; }
   [ -f "$W/awq-$ty.gguf" ] || { step "awq-$ty"; "$AWQ" quantize "$FP" "$W/awq-$ty.gguf" \
     --format gguf --gguf-type "$ty" --overwrite >"$W/awq-$ty.log" 2>&1; }
+  # Our per-tensor types are llama-quantize's: AWQ's activation statistics play the imatrix's
+  # part in its type rules (Q4_0/Q5_0 ffn_down), so awq-T is compared with llama-T-imat.
+  python3 scripts/compare_gguf_types.py "$W/awq-$ty.gguf" "$W/llama-$ty-imat.gguf" >&2
   models="$models llama-$ty llama-$ty-imat rtn-$ty awq-$ty"
 done
 # K-quant mixes: llama-quantize only; AWQ enters through the AWQ-scaled f16 model.

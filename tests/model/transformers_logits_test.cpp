@@ -1,6 +1,10 @@
-// A compressed-tensors checkpoint of SmolLM2 written by `awq quantize --format
-// compressed-tensors`: our engine's logits against HF Transformers loading the same directory
-// unchanged (scripts/ct_transformers_logits.py; `make test` writes both, see Makefile).
+// Our engine's logits against HF Transformers loading our checkpoint unchanged, through the
+// loader each format's users run (scripts/transformers_logits.py; `make test` writes the
+// fixtures, see Makefile):
+//   - a compressed-tensors checkpoint of SmolLM2 (`awq quantize --format compressed-tensors`),
+//     Transformers + the compressed-tensors library;
+//   - an AutoAWQ GEMM checkpoint of SmolLM2 (`awq quantize`), Transformers 5, which loads AWQ
+//     through gptqmodel.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -15,13 +19,12 @@
 namespace awq {
 namespace {
 
-TEST(SmolLM2CompressedTensors, LogitsMatchTransformers) {
-  const char* dir = std::getenv("AWQ_SMOLLM2_CT_DIR");
-  const char* fx_path = std::getenv("AWQ_SMOLLM2_CT_LOGITS");
-  if (!dir || !fx_path) GTEST_SKIP() << "AWQ_SMOLLM2_CT_DIR / AWQ_SMOLLM2_CT_LOGITS not set (make test sets them)";
+void check_against_transformers(const char* dir, const char* fx_path,
+                                QuantizationInfo::Method method) {
   // The exact fp32 weights (q - z) * s. The W4 kernels are not an fp32 computation (int8 decode
   // activations, AWQ_DECODE); that the W4 matrix holds exactly these weights is pinned by
-  // CtCheckpoint.EngineLoadsExactlyOurDequantizedWeights, the kernels by awq_kernels_tests.
+  // CtCheckpoint.EngineLoadsExactlyOurDequantizedWeights and the AWQ checkpoint tests, the
+  // kernels by awq_kernels_tests.
   for (bool keep_w4 : {false}) {
     SCOPED_TRACE("fp32 weights");
     LoadOptions lo;
@@ -29,7 +32,7 @@ TEST(SmolLM2CompressedTensors, LogitsMatchTransformers) {
     lo.lm_head = LmHeadFormat::F16;  // exact: the head as stored
     auto m = load_model(dir, lo);
     ASSERT_TRUE(m.ok()) << m.error().message;
-    ASSERT_EQ(m->cfg.quant.method, QuantizationInfo::Method::CompressedTensors);
+    ASSERT_EQ(m->cfg.quant.method, method);
     auto fx = SafeTensors::open(fx_path);
     ASSERT_TRUE(fx.ok()) << fx.error().message;
     auto as_i32 = [&](const std::string& n) {
@@ -80,6 +83,20 @@ TEST(SmolLM2CompressedTensors, LogitsMatchTransformers) {
                 "argmax compared at %d positions\n",
                 keep_w4 ? "w4" : "fp32", worst, worst_excess, argmax_checked);
   }
+}
+
+TEST(SmolLM2CompressedTensors, LogitsMatchTransformers) {
+  const char* dir = std::getenv("AWQ_SMOLLM2_CT_DIR");
+  const char* fx = std::getenv("AWQ_SMOLLM2_CT_LOGITS");
+  if (!dir || !fx) GTEST_SKIP() << "AWQ_SMOLLM2_CT_DIR / AWQ_SMOLLM2_CT_LOGITS not set (make test sets them)";
+  check_against_transformers(dir, fx, QuantizationInfo::Method::CompressedTensors);
+}
+
+TEST(SmolLM2AutoAwq, LogitsMatchTransformers5Gptqmodel) {
+  const char* dir = std::getenv("AWQ_SMOLLM2_AWQ_DIR");
+  const char* fx = std::getenv("AWQ_SMOLLM2_AWQ_TF5_LOGITS");
+  if (!dir || !fx) GTEST_SKIP() << "AWQ_SMOLLM2_AWQ_DIR / AWQ_SMOLLM2_AWQ_TF5_LOGITS not set (make test sets them)";
+  check_against_transformers(dir, fx, QuantizationInfo::Method::Awq);
 }
 
 }  // namespace
