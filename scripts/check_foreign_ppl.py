@@ -25,15 +25,19 @@ def main():
     ap.add_argument("--ct-decompress", action="store_true",
                     help="reference: compressed-tensors' own decompressor (hf_ppl.py --ct-decompress)")
     a = ap.parse_args()
+
+    def last_json(out):
+        # The result is the last stdout line; loaders may print banners before it (gptqmodel).
+        return json.loads([l for l in out.splitlines() if l.strip()][-1])
     common = ["--ctx", str(a.ctx), "--protocol", a.protocol]
     if a.max_windows > 0:
         common += ["--max-windows", str(a.max_windows)]
     here = os.path.dirname(os.path.abspath(__file__))
     try:
-        ours = json.loads(subprocess.run([a.awq, "ppl", a.model, a.text, "--json"] + common,
+        ours = last_json(subprocess.run([a.awq, "ppl", a.model, a.text, "--json"] + common,
                                          check=True, capture_output=True, text=True).stdout)
         ref = a.reference_cmd.split() or [sys.executable, os.path.join(here, "hf_ppl.py")]
-        theirs = json.loads(subprocess.run(ref + [a.model, a.text] + common +
+        theirs = last_json(subprocess.run(ref + [a.model, a.text] + common +
                                            (["--ct-decompress"] if a.ct_decompress else []),
                                            check=True,
                                            capture_output=True, text=True).stdout)
