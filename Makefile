@@ -67,6 +67,7 @@ fp-model: $(FP_DIR)/config.json
 # A W4 checkpoint of the real model for the engine tests (RTN: one second, same format and
 # kernels as AWQ).
 RTN_DIR := $(MODELS)/smollm2-rtn4-g64
+AUTOAWQ_VENV := $(BUILD)/venv-autoawq
 $(RTN_DIR)/config.json: $(FP_DIR)/config.json | build
 	$(BUILD)/awq quantize $(FP_DIR) $(RTN_DIR) --method rtn --group-size 64 --overwrite
 
@@ -105,6 +106,15 @@ AWQ_TF5_LOGITS := $(BUILD)/ct/smollm2-rtn4-g64.tf5_gptqmodel_logits.safetensors
 $(AWQ_TF5_LOGITS): $(RTN_DIR)/config.json scripts/transformers_logits.py $(GPTQ_VENV)/.ok
 	@mkdir -p $(dir $@)
 	$(GPTQ_VENV)/bin/python scripts/transformers_logits.py $(RTN_DIR) $@
+
+# AutoAWQ 0.2.9's own from_quantized (the pinned venv of check-autoawq, below) on the same
+# checkpoint: its logits on the fixture prompts, fp16 as loaded and through its own unpacking in
+# fp32 (scripts/autoawq_logits.py, ~1 min).
+AUTOAWQ_LOGITS := $(BUILD)/ct/smollm2-rtn4-g64.autoawq029_logits.safetensors
+$(AUTOAWQ_LOGITS): $(RTN_DIR)/config.json scripts/autoawq_logits.py scripts/transformers_logits.py \
+  $(AUTOAWQ_VENV)/.ok
+	@mkdir -p $(dir $@)
+	$(AUTOAWQ_VENV)/bin/python scripts/autoawq_logits.py $(RTN_DIR) $@
 
 # Foreign checkpoints written by the compressed-tensors library itself (symmetric and asymmetric
 # W4 g64): `awq ppl` must equal the PyTorch loader's perplexity on the same windows
@@ -146,7 +156,6 @@ check-gguf: build fp-model
 # checkpoint on a CPU; perplexity vs `awq ppl` on the same window (issue bar: 0.06%). Not in
 # `make test`: AutoAWQ's pure-PyTorch fp16 GEMM path on a CPU takes minutes per 2048-token
 # window (docs/FORMAT.md has the numbers).
-AUTOAWQ_VENV := $(BUILD)/venv-autoawq
 $(AUTOAWQ_VENV)/.ok: | py-ref
 	python3 -m venv --system-site-packages $(AUTOAWQ_VENV)
 	$(AUTOAWQ_VENV)/bin/pip install -q --no-deps autoawq==0.2.9 transformers==4.51.3 \
@@ -160,10 +169,11 @@ check-autoawq: build $(RTN_DIR)/config.json $(AUTOAWQ_VENV)/.ok
 # All tests: unit, corrupt-file, kernels on every ISA the host has, the real model, Python format checks.
 # ctest runs JOBS test binaries at once, each with its own OpenMP threads: the passive wait policy
 # keeps an oversubscribed OpenMP join from spinning for its whole time slice (tests never time).
-test: build fp-model $(RTN_DIR)/config.json py-ref $(CT_LOGITS) $(AWQ_TF5_LOGITS)
+test: build fp-model $(RTN_DIR)/config.json py-ref $(CT_LOGITS) $(AWQ_TF5_LOGITS) $(AUTOAWQ_LOGITS)
 	AWQ_SMOLLM2_GGUF=$(abspath $(GGUF)) AWQ_SMOLLM2_DIR=$(abspath $(FP_DIR)) \
 	AWQ_SMOLLM2_CT_DIR=$(abspath $(CT_DIR)) AWQ_SMOLLM2_CT_LOGITS=$(abspath $(CT_LOGITS)) \
 	AWQ_SMOLLM2_AWQ_TF5_LOGITS=$(abspath $(AWQ_TF5_LOGITS)) \
+	AWQ_SMOLLM2_AUTOAWQ_LOGITS=$(abspath $(AUTOAWQ_LOGITS)) \
 	AWQ_SMOLLM2_AWQ_DIR=$(abspath $(RTN_DIR)) \
 	AWQ_WIKITEXT=$(abspath ../shared/data/wikitext-2-raw/wiki.test.raw) \
 	OMP_WAIT_POLICY=passive \

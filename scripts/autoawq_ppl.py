@@ -48,21 +48,8 @@ def main():
                                               torch_dtype=torch.float16)
     loader = "autoawq 0.2.9 from_quantized (CPU, fp16, pure-PyTorch GEMM)"
     if a.fp32_dequant:
-        from awq.modules.linear.gemm import WQLinear_GEMM
-        from awq.utils.packing_utils import dequantize_gemm
-        hf = model.model
-        todo = [(n, m) for n, m in hf.named_modules() if isinstance(m, WQLinear_GEMM)]
-        for name, m in todo:
-            w = dequantize_gemm(m.qweight, m.qzeros, m.scales.float(), m.w_bit, m.group_size)
-            lin = torch.nn.Linear(m.in_features, m.out_features, bias=m.bias is not None,
-                                  dtype=torch.float32)
-            lin.weight.data = w.t().contiguous().float()
-            if m.bias is not None:
-                lin.bias.data = m.bias.float()
-            parent, _, leaf = name.rpartition(".")
-            setattr(hf.get_submodule(parent), leaf, lin)
-        hf.float()
-        loader = (f"autoawq 0.2.9 from_quantized, {len(todo)} WQLinear_GEMM -> fp32 nn.Linear of "
+        n = autoawq_cpu.to_fp32_dequant(model)
+        loader = (f"autoawq 0.2.9 from_quantized, {n} WQLinear_GEMM -> fp32 nn.Linear of "
                   "awq.utils.packing_utils.dequantize_gemm (fp32 scales), Transformers fp32 forward")
     model.eval()
     text = open(a.text, encoding="utf-8", newline="").read()

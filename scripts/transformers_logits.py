@@ -9,6 +9,7 @@ scripts/gen_forward_fixtures.py). Two formats, each through the loader its users
   tokens_<i> I32 [T], argmax_<i> I32 [T], lse_<i> F32 [T], sel_<i> F32 [T, S], sel_ids I32 [S]
   gap_<i>    F32 [T]     top-1 minus top-2 logit (argmax is compared where the gap is clear)
   dsel_<i>   F32 [T, S]  |logits as loaded - logits with the exact fp32 weights (q - z) * s|
+  xsel_<i>   F32 [T, S]  the logits with the exact fp32 weights (the test's tight bound)
 
 Both loaders dequantize in the scale dtype. compressed-tensors with a float32 model loads the
 fp16 scales into fp32 parameters, so it runs exactly our fp32 w_hat = (q - z) * s (checked here;
@@ -150,9 +151,16 @@ def main():
         return 1
     print(f"Transformers {transformers.__version__} loaded {n} quantized linears: weights == "
           f"{' / '.join(sorted(kinds))}")
-    exact_run = run(model, tok, sel)
+    write_fixture(out, ckpt, sel, loaded, run(model, tok, sel), "fp16 weight rounding")
+    return 0
+
+
+def write_fixture(out, ckpt, sel, loaded, exact_run, what):
+    """The fixture the C++ test reads: the loader's logits as loaded (sel, argmax, gap, lse),
+    |as loaded - exact| (dsel, the effect of `what`) and the exact-weights logits (xsel)."""
     tensors = {"sel_ids": sel}
-    for i, ((ids, lg), (_, lx)) in enumerate(zip(loaded, exact_run)):
+    for i, ((ids, lg), (ids_x, lx)) in enumerate(zip(loaded, exact_run)):
+        assert ids == ids_x
         tensors[f"tokens_{i}"] = np.array(ids, dtype=np.int32)
         tensors[f"argmax_{i}"] = lg.argmax(-1).numpy().astype(np.int32)
         top2 = lg.topk(2, -1).values
@@ -160,13 +168,12 @@ def main():
         tensors[f"lse_{i}"] = torch.logsumexp(lg, -1).numpy().astype(np.float32)
         tensors[f"sel_{i}"] = lg[:, sel].numpy().astype(np.float32)
         tensors[f"dsel_{i}"] = (lg[:, sel] - lx[:, sel]).abs().numpy().astype(np.float32)
-        print(f"prompt {i}: {len(ids)} tokens; fp16 weight rounding moves logits by up to "
+        tensors[f"xsel_{i}"] = lx[:, sel].numpy().astype(np.float32)
+        print(f"prompt {i}: {len(ids)} tokens; {what} moves logits by up to "
               f"{tensors[f'dsel_{i}'].max():.3g}")
     tmp = out + ".tmp"
     save_file(tensors, tmp, metadata={"model": ckpt, "n_prompts": str(len(PROMPTS))})
     os.replace(tmp, out)
-    return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
