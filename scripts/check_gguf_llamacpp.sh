@@ -12,6 +12,8 @@
 #   awq-T          awq quantize --format gguf --gguf-type T (AWQ search, our importance-weighted
 #                  rounding, llama-quantize's per-tensor types), T in TYPES (q4_0 q4_k_m)
 #   rtn-T          the same without AWQ (our rounding, no importance)
+#   imp-T          our rounding weighted by the activation statistics, no AWQ scaling (the
+#                  ablation --n-grid 1 --no-duo-scaling --no-clip)
 #   awqf16-K       the AWQ-scaled and clipped f16 model (search: 4-bit, groups of 32, zero
 #                  point) -> llama-quantize K: AutoAWQ's GGUF recipe (KTYPES, default none),
 #                  beside llama-K and llama-K-imat
@@ -58,10 +60,13 @@ for ty in $TYPES; do
     --method rtn --format gguf --gguf-type "$ty" --overwrite >"$W/rtn-$ty.log" 2>&1; }
   [ -f "$W/awq-$ty.gguf" ] || { step "awq-$ty"; "$AWQ" quantize "$FP" "$W/awq-$ty.gguf" \
     --format gguf --gguf-type "$ty" --overwrite >"$W/awq-$ty.log" 2>&1; }
+  [ -f "$W/imp-$ty.gguf" ] || { step "imp-$ty"; "$AWQ" quantize "$FP" "$W/imp-$ty.gguf" \
+    --format gguf --gguf-type "$ty" --n-grid 1 --no-duo-scaling --no-clip --overwrite \
+    >"$W/imp-$ty.log" 2>&1; }
   # Our per-tensor types are llama-quantize's: AWQ's activation statistics play the imatrix's
   # part in its type rules (Q4_0/Q5_0 ffn_down), so awq-T is compared with llama-T-imat.
   python3 scripts/compare_gguf_types.py "$W/awq-$ty.gguf" "$W/llama-$ty-imat.gguf" >&2
-  models="$models llama-$ty llama-$ty-imat rtn-$ty awq-$ty"
+  models="$models llama-$ty llama-$ty-imat rtn-$ty imp-$ty awq-$ty"
 done
 # K-quant mixes: llama-quantize only; AWQ enters through the AWQ-scaled f16 model.
 for ty in $KTYPES; do
