@@ -149,7 +149,7 @@ Register reg("quantize", "quantize a model (HF dir or .gguf) to an AutoAWQ or co
   sub.add_flag("--no-duo-scaling", a->no_duo, "scales from activations only");
   sub.add_option("--n-grid", a->n_grid,
                  "scale ratios searched per group, 0/n .. (n-1)/n (1: ratio 0 only, which is "
-                 "no AWQ scaling with --no-duo-scaling but 1/w_mean with duo scaling; "
+                 "no AWQ scaling with --no-duo-scaling but s ~ 1/w_mean with duo scaling; "
                  "--n-grid 1 --no-duo-scaling --no-clip --format gguf: rounding weighted by the "
                  "activation statistics alone, an ablation)")
       ->capture_default_str();
