@@ -130,6 +130,17 @@ void w4_matmul(const W4Matrix& w, const float* x, int M, float* y, const float* 
 // out[N][K] = (q - z) * s, bit-exact on every ISA.
 void w4_dequantize(const W4Matrix& w, float* out);
 
+// Several matrices that read the same x (q/k/v, gate/up): y_i = x · W_i^T (+ bias_i), each y_i
+// bit-identical to w4_matmul(*w_i, x, M, y_i, bias_i). On the I8 decode path, when the matrices
+// share K and group size, x is quantized once (not once per matrix) and the output tiles of all
+// of them are split across the threads in one parallel region; otherwise one call per matrix.
+struct W4Out {
+  const W4Matrix* w;
+  float* y;
+  const float* bias = nullptr;
+};
+void w4_matmul_multi(const W4Out* outs, int n_outs, const float* x, int M);
+
 Isa w4_active_isa();                   // AWQ_ISA=scalar|avx2|avx512 if the host has it, else best
 std::vector<Isa> w4_available_isas();  // what this host can run (Scalar first)
 bool w4_isa_available(Isa isa);

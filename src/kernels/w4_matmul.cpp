@@ -113,8 +113,9 @@ void decode_f32(const detail::W4Kernels& kern, const W4Matrix& w, const float* x
   run_decode(kern.decode, w, args, decode_threads(w, M, 64.0 * 1024));
 }
 
-void decode_i8(const detail::W4Kernels& kern, const W4Matrix& w, const float* x, int M, float* y,
-               const float* bias) {
+// x quantized for the I8 kernels of matrices shaped like w (K, group size); rows split across
+// the threads when there are enough of them (each row's result is the same either way).
+detail::W4DecodeArgs quantize_x_i8(const W4Matrix& w, const float* x, int M) {
   thread_local DecodeScratch sc;
   const int n_blk = w.k_padded() / W4Matrix::kSubK;
   const int n_act = w.n_groups * w.n_act();
@@ -122,21 +123,41 @@ void decode_i8(const detail::W4Kernels& kern, const W4Matrix& w, const float* x,
   sc.xq.resize((size_t)M * ldxq);
   sc.xd.resize((size_t)M * n_act);
   sc.xqs.resize((size_t)M * w.n_groups);
-  for (int m = 0; m < M; ++m)
-    detail::w4_quantize_x_row(w, x + (size_t)m * w.K, sc.xq.data() + (size_t)m * ldxq,
-                              sc.xd.data() + (size_t)m * n_act,
-                              sc.xqs.data() + (size_t)m * w.n_groups);
+  int8_t* xq = sc.xq.data();
+  float *xd = sc.xd.data(), *xqs = sc.xqs.data();
+  const auto row = [&](int m) {
+    detail::w4_quantize_x_row(w, x + (size_t)m * w.K, xq + (size_t)m * ldxq, xd + (size_t)m * n_act,
+                              xqs + (size_t)m * w.n_groups);
+  };
+  constexpr int kRowsPerChunk = 4;  // ~2-6 us of work per chunk at K = 576..1536
+  if ((size_t)M * w.K >= 8192 && omp_get_max_threads() > 1)
+    parallel_chunks((M + kRowsPerChunk - 1) / kRowsPerChunk, omp_get_max_threads(), [&](int c) {
+      for (int m = c * kRowsPerChunk; m < std::min(M, (c + 1) * kRowsPerChunk); ++m) row(m);
+    });
+  else
+    for (int m = 0; m < M; ++m) row(m);
   detail::W4DecodeArgs args{};
   args.M = M;
+  args.xq = xq;
+  args.ldxq = ldxq;
+  args.xd = xd;
+  args.ldxd = n_act;
+  args.xqs = xqs;
+  return args;
+}
+
+void decode_i8(const detail::W4Kernels& kern, const W4Matrix& w, const float* x, int M, float* y,
+               const float* bias) {
+  detail::W4DecodeArgs args = quantize_x_i8(w, x, M);
   args.y = y;
   args.ldy = w.N;
   args.bias = bias;
-  args.xq = sc.xq.data();
-  args.ldxq = ldxq;
-  args.xd = sc.xd.data();
-  args.ldxd = n_act;
-  args.xqs = sc.xqs.data();
   run_decode(kern.decode_i8, w, args, decode_threads(w, M, 128.0 * 1024));
+}
+
+bool same_x_layout(const W4Matrix& a, const W4Matrix& b) {
+  return a.K == b.K && a.group_size == b.group_size && a.n_groups == b.n_groups &&
+         a.group_len == b.group_len;
 }
 
 void add_bias(float* y, int M, int N, const float* bias) {
@@ -208,6 +229,50 @@ void w4_matmul(const W4Matrix& w, const float* x, int M, float* y, const float* 
   w4_matmul_isa(w4_active_isa(), w, x, M, y, bias);
 }
 
+void w4_matmul_multi(const W4Out* outs, int n_outs, const float* x, int M) {
+  if (M <= 0 || n_outs <= 0) return;
+  bool fused = n_outs > 1 && M <= g_decode_max_m && w4_decode_mode() == W4Decode::I8;
+  for (int i = 1; fused && i < n_outs; ++i) fused = same_x_layout(*outs[0].w, *outs[i].w);
+  if (!fused) {
+    for (int i = 0; i < n_outs; ++i) w4_matmul(*outs[i].w, x, M, outs[i].y, outs[i].bias);
+    return;
+  }
+  const detail::W4Kernels& kern = detail::w4_kernels(w4_active_isa());
+  const detail::W4DecodeArgs base = quantize_x_i8(*outs[0].w, x, M);
+  // Chunks as run_decode cuts each matrix (a contiguous run of its tiles), all in one list.
+  struct Chunk {
+    int out, t0, t1;
+  };
+  // (the caller's buffers: a thread_local named inside the lambda would be the worker's own)
+  thread_local std::vector<Chunk> chunks_tl;
+  thread_local std::vector<detail::W4DecodeArgs> args_tl;
+  std::vector<Chunk>& chunks = chunks_tl;
+  std::vector<detail::W4DecodeArgs>& args = args_tl;
+  chunks.clear();
+  args.assign(n_outs, base);
+  int nt = 1;
+  for (int i = 0; i < n_outs; ++i) {
+    const W4Matrix& w = *outs[i].w;
+    args[i].y = outs[i].y;
+    args[i].ldy = w.N;
+    args[i].bias = outs[i].bias;
+    nt = std::max(nt, decode_threads(w, M, 128.0 * 1024));
+  }
+  for (int i = 0; i < n_outs; ++i) {
+    const int T = outs[i].w->n_tiles();
+    const int chunk = std::max(1, T / (nt * 8));
+    for (int t0 = 0; t0 < T; t0 += chunk) chunks.push_back({i, t0, std::min(T, t0 + chunk)});
+  }
+  const auto run = [&](int c) {
+    const Chunk& ch = chunks[c];
+    kern.decode_i8(*outs[ch.out].w, args[ch.out], ch.t0, ch.t1);
+  };
+  if (nt == 1)
+    for (int c = 0; c < (int)chunks.size(); ++c) run(c);
+  else
+    parallel_chunks((int)chunks.size(), nt, run);
+}
+
 void w4_dequantize_isa(Isa isa, const W4Matrix& w, float* out) {
   const detail::W4Kernels& kern = detail::w4_kernels(isa);
   const int T = w.n_tiles();
@@ -233,6 +298,14 @@ W4Decode w4_resolve_decode(const char* requested, std::string* warning) {
 }
 
 void w4_quantize_x_row(const W4Matrix& w, const float* x, int8_t* xq, float* xd, float* xqs) {
+  static const bool avx512 = w4_isa_available(Isa::Avx512);
+  if (avx512)
+    w4_quantize_x_row_avx512(w, x, xq, xd, xqs);
+  else
+    w4_quantize_x_row_sse2(w, x, xq, xd, xqs);
+}
+
+void w4_quantize_x_row_sse2(const W4Matrix& w, const float* x, int8_t* xq, float* xd, float* xqs) {
   const int G = w.group_size, nb = w.n_sub(), ab = w.act_sub(), na = w.n_act();
   const int n = 32 * ab;  // values per activation block
   const __m128 sign = _mm_set1_ps(-0.0f);

@@ -2,6 +2,8 @@
 // Activations are row-major [n_tokens][width]; a batch is n_seq independent causal
 // sequences of equal length T laid out one after another (n_tokens = n_seq * T).
 #pragma once
+#include <initializer_list>
+#include <utility>
 #include <cstdint>
 #include <vector>
 
@@ -29,6 +31,11 @@ struct BlockRecord {
 
 // y[M][out] = x[M][in] · W^T + b  (fp32 sgemm, or the W4 kernels when the layer holds them)
 void linear_forward(const Linear& l, const float* x, int64_t M, float* y);
+// Several layers that read the same x (q/k/v, gate/up): y_i = linear_forward(*ls[i], x, M), each
+// bit-identical to its own call; W4 layers share one preparation of x (kernels/w4.h,
+// w4_matmul_multi).
+void linear_forward_multi(std::initializer_list<std::pair<const Linear*, float*>> ls, const float* x,
+                          int64_t M);
 
 void rms_norm(const float* x, const float* w, int64_t n_tok, int dim, float eps, float* y);
 

@@ -117,9 +117,13 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
     }
   }
 
-  std::vector<float> x((size_t)n_rows * H), xn((size_t)n_rows * H), tmp((size_t)n_rows * H);
-  std::vector<float> q((size_t)n_rows * qd), k((size_t)n_rows * kvd), v((size_t)n_rows * kvd);
-  std::vector<float> attn((size_t)n_rows * qd);
+  // Step activations in buffers kept across steps (no page faults or zeroing per step); every
+  // element read below is written first in this step.
+  std::vector<float>&x = act_.x, &xn = act_.xn, &tmp = act_.tmp, &q = act_.q, &k = act_.k,
+                     &v = act_.v, &attn = act_.attn;
+  for (auto [buf, n] : {std::pair{&x, H}, {&xn, H}, {&tmp, H}, {&q, qd}, {&k, kvd}, {&v, kvd},
+                        {&attn, qd}})
+    if (buf->size() < (size_t)n_rows * n) buf->resize((size_t)n_rows * n);
   embed_tokens(*m_, ids.data(), n_rows, x.data());
 
   // Attention work items: (chunk, kv head, row block) so long prefills split across threads;
@@ -142,9 +146,7 @@ Status Engine::forward(std::span<const SeqChunk> chunks, std::vector<float>& log
   for (int l = 0; l < cfg.n_layers; ++l) {
     const BlockWeights& b = m_->blocks[l];
     rms_norm(x.data(), b.attn_norm.data(), n_rows, H, cfg.rms_eps, xn.data());
-    linear_forward(b.q, xn.data(), n_rows, q.data());
-    linear_forward(b.k, xn.data(), n_rows, k.data());
-    linear_forward(b.v, xn.data(), n_rows, v.data());
+    linear_forward_multi({{&b.q, q.data()}, {&b.k, k.data()}, {&b.v, v.data()}}, xn.data(), n_rows);
     qk_norm(cfg, b, q.data(), k.data(), n_rows);
     const bool local_rope = cfg.local_rope(l);
     rope_.apply(q.data(), n_rows, nh, positions.data(), local_rope);

@@ -103,6 +103,9 @@ class Engine {
   bool kv_full_ = false;
   bool batch_invariant_ = false;
   Rope rope_;               // tables for positions [0, max_ctx)
+  struct StepBuffers {
+    std::vector<float> x, xn, tmp, q, k, v, attn;
+  } act_;  // forward's activations, grown to the largest step so far
 };
 
 // Weight bytes read per decode step (one token of one sequence): packed W4 bytes or fp32

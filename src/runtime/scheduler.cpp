@@ -5,6 +5,9 @@
 #include <numeric>
 #include <unordered_map>
 
+#include <omp.h>
+
+#include "core/chunk_pool.h"
 #include "runtime/generate.h"
 
 namespace awq {
@@ -28,6 +31,16 @@ struct Scheduler::Seq {
   Seq(Req* r, int i, const SamplingParams& sp)
       : req(r), index(i), sampler(sp), text(r->g.stop) {}
 };
+
+namespace {
+// presence / frequency penalties (OpenAI's), on the row in place; returns the row.
+template <class SeqT>
+float* apply_penalties(const GenRequest& g, const SeqT& s, float* row) {
+  if (g.presence_penalty != 0 || g.frequency_penalty != 0)
+    for (const auto& [tok, c] : s.counts) row[tok] -= g.frequency_penalty * c + g.presence_penalty;
+  return row;
+}
+}  // namespace
 
 // ---- RequestStream ----
 
@@ -168,23 +181,18 @@ void Scheduler::preempt(Seq& s) {
   ++stats_.preemptions;
 }
 
-void Scheduler::emit_token(Seq& s, const float* row) {
+GenEvent Scheduler::choose_token(Seq& s, float* row) const {
   const GenRequest& g = s.req->g;
   const int V = model_.vocab();
-  // The sampler may change the logits (penalties): it gets a copy, in a buffer reused across
-  // tokens (no allocation per token).
-  lg_.assign(row, row + V);
-  std::vector<float>& lg = lg_;
   GenEvent e;
   e.index = s.index;
   // logprobs of the model's distribution (before penalties and temperature), as vLLM returns
-  std::vector<float> logp;
   if (g.logprobs >= 0) {
     const float mx = *std::max_element(row, row + V);
     double sum = 0;
     for (int j = 0; j < V; ++j) sum += std::exp((double)row[j] - mx);
     const float lse = mx + (float)std::log(sum);
-    logp.resize(V);
+    std::vector<float> logp(V);
     for (int j = 0; j < V; ++j) logp[j] = row[j] - lse;
     const int k = std::min(g.logprobs, V);
     std::vector<int32_t> idx(V);
@@ -192,11 +200,17 @@ void Scheduler::emit_token(Seq& s, const float* row) {
     std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
                       [&](int32_t a, int32_t b) { return logp[a] > logp[b] || (logp[a] == logp[b] && a < b); });
     for (int i = 0; i < k; ++i) e.top.push_back({idx[i], logp[idx[i]]});
+    e.token = s.sampler.sample(apply_penalties(g, s, row), V, s.tokens);
+    e.logprob = logp[e.token];
+    return e;
   }
-  if (g.presence_penalty != 0 || g.frequency_penalty != 0)
-    for (const auto& [tok, c] : s.counts)
-      lg[tok] -= g.frequency_penalty * c + g.presence_penalty;
-  const int32_t t = s.sampler.sample(lg.data(), V, s.tokens);
+  e.token = s.sampler.sample(apply_penalties(g, s, row), V, s.tokens);
+  return e;
+}
+
+void Scheduler::emit_token(Seq& s, GenEvent e) {
+  const GenRequest& g = s.req->g;
+  const int32_t t = e.token;
   if (g.stop_ids.count(t)) {
     finish(s, "stop");
     return;
@@ -208,8 +222,6 @@ void Scheduler::emit_token(Seq& s, const float* row) {
     std::lock_guard<std::mutex> lk(mu_);
     ++stats_.generated_tokens;
   }
-  e.token = t;
-  if (!logp.empty()) e.logprob = logp[t];
   e.text = s.text.push(opt_.token_text ? opt_.token_text(t) : std::string());
   e.t = now();
   s.req->out->push(std::move(e));
@@ -320,14 +332,26 @@ bool Scheduler::step() {
       for (Seq* s : batch) finish(*s, "error", st.message());
     } else {
       const int V = model_.vocab();
+      std::vector<int> ready;  // batch entries whose prompt is complete: they get a token
       for (size_t i = 0; i < batch.size(); ++i) {
         Seq& s = *batch[i];
         const int c = (int)chunks[i].tokens.size();
         const int prompt_left = std::max(0, s.n_prompt - s.computed);
         prompt_done += std::min(c, prompt_left);
         s.computed += c;
-        if (s.computed == (int)s.tokens.size()) emit_token(s, logits.data() + i * (size_t)V);
+        if (s.computed == (int)s.tokens.size()) ready.push_back((int)i);
       }
+      // Sampling (a pass over the vocabulary per sequence) on every thread, then the events in
+      // batch order on this one.
+      std::vector<GenEvent> picked(ready.size());
+      const auto pick = [&](int j) {
+        picked[j] = choose_token(*batch[ready[j]], logits.data() + ready[j] * (size_t)V);
+      };
+      if (ready.size() > 1)
+        parallel_chunks((int)ready.size(), omp_get_max_threads(), pick);
+      else if (ready.size() == 1)
+        pick(0);
+      for (size_t j = 0; j < ready.size(); ++j) emit_token(*batch[ready[j]], std::move(picked[j]));
     }
     std::lock_guard<std::mutex> lk(mu_);
     ++stats_.steps;

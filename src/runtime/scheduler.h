@@ -153,7 +153,10 @@ class Scheduler {
   struct Req;
   void finish(Seq& s, const std::string& reason, const std::string& error = "");
   void preempt(Seq& s);
-  void emit_token(Seq& s, const float* logits);
+  // Picks the next token of s from its logits row (penalties applied to the row in place):
+  // touches only s and the row, so the sequences of a step pick theirs in parallel.
+  GenEvent choose_token(Seq& s, float* logits) const;
+  void emit_token(Seq& s, GenEvent e);
   double now() const;
 
   BatchModel& model_;
@@ -170,7 +173,7 @@ class Scheduler {
   std::vector<Seq*> running_;  // admission order
   std::vector<std::shared_ptr<Req>> live_;
   std::vector<int> free_slots_;
-  std::vector<float> logits_, lg_;  // step logits and the sampler's copy of one row
+  std::vector<float> logits_;  // step logits (reused across steps)
   std::chrono::steady_clock::time_point t0_;
 };
 

@@ -438,6 +438,80 @@ TEST_F(W4MatmulI8, RowIsBitIdenticalWhateverTheOtherRows) {
   }
 }
 
+// The AVX-512 activation quantizer writes the SSE2 one's bytes and scales exactly, for every
+// activation-block shape (act_sub 1..4, padded groups, per-channel) and for rows with zeros,
+// huge and tiny values.
+TEST(W4QuantizeX, Avx512EqualsSse2BitExact) {
+  if (!w4_isa_available(Isa::Avx512)) GTEST_SKIP() << "no AVX-512";
+  struct Shape {
+    int K, G;
+  };
+  for (const Shape sh : {Shape{576, 64}, {1536, 128}, {96, 96}, {160, 160}, {224, 32}, {208, 208},
+                         {384, 128}, {72, 72}}) {
+    const W4Matrix w = make_w4(random_codes(sh.K, 8, sh.G, 77 + (uint32_t)sh.K, false));
+    const int n_act = w.n_groups * w.n_act(), ldxq = 64 * (w.k_padded() / 32);
+    for (int variant = 0; variant < 4; ++variant) {
+      std::vector<float> x = random_x(sh.K, 500 + (uint32_t)variant, false);
+      if (variant == 1) std::fill(x.begin(), x.begin() + std::min(sh.K, 2 * sh.G), 0.0f);
+      if (variant == 2) for (size_t i = 0; i < x.size(); i += 7) x[i] *= 3e5f;
+      if (variant == 3) for (float& v : x) v *= 1e-30f;
+      std::vector<int8_t> qa(ldxq, 1), qb(ldxq, 2);
+      std::vector<float> da(n_act, 1), db(n_act, 2), sa(w.n_groups, 1), sb(w.n_groups, 2);
+      detail::w4_quantize_x_row_sse2(w, x.data(), qa.data(), da.data(), sa.data());
+      detail::w4_quantize_x_row_avx512(w, x.data(), qb.data(), db.data(), sb.data());
+      EXPECT_EQ(qa, qb) << "K=" << sh.K << " G=" << sh.G << " variant " << variant;
+      EXPECT_EQ(0, std::memcmp(da.data(), db.data(), da.size() * sizeof(float)));
+      EXPECT_EQ(0, std::memcmp(sa.data(), sb.data(), sa.size() * sizeof(float)));
+    }
+  }
+}
+
+// Several matrices on one x (q/k/v, gate/up): each output equals its own w4_matmul bit for bit,
+// fused (same K and group size: x quantized once, one parallel region) or not (different K, or
+// M above the decode limit: one call per matrix), with and without bias.
+TEST_F(W4MatmulI8, MultiEqualsSeparateCallsBitExact) {
+  struct Shape {
+    int K, N, G;
+  };
+  const std::vector<std::vector<Shape>> sets = {
+      {{576, 576, 64}, {576, 192, 64}, {576, 192, 64}},  // q, k, v of SmolLM2
+      {{576, 1536, 64}, {576, 1536, 64}},                // gate, up
+      {{192, 64, 64}, {256, 32, 128}},                   // different K: not fused
+      {{160, 40, 160}, {160, 24, 160}},                  // per-channel, padded groups
+  };
+  for (const auto& set : sets) {
+    std::vector<W4Matrix> ws;
+    std::vector<std::vector<float>> biases;
+    for (size_t i = 0; i < set.size(); ++i) {
+      const Shape& sh = set[i];
+      ws.push_back(make_w4(random_codes(sh.K, sh.N, sh.G, 900 + (uint32_t)i + sh.N, false)));
+      biases.push_back(i == 1 ? std::vector<float>() : random_x(sh.N, 40 + (uint32_t)i, false));
+    }
+    const int K = set[0].K;
+    for (int M : {1, 4, 33, 70}) {
+      if (M > 64) w4_set_decode_max_m(-1);  // the prefill path for M above the default limit
+      const std::vector<float> x = random_x((size_t)M * K, 4100 + (uint32_t)M, false);
+      // (the different-K set reads a prefix of x for its second matrix: rows of K values each)
+      std::vector<std::vector<float>> want(set.size()), got(set.size());
+      std::vector<W4Out> outs;
+      for (size_t i = 0; i < set.size(); ++i) {
+        const float* b = biases[i].empty() ? nullptr : biases[i].data();
+        want[i].assign((size_t)M * set[i].N, NAN);
+        got[i].assign((size_t)M * set[i].N, NAN);
+        if (set[i].K != K) continue;
+        w4_matmul(ws[i], x.data(), M, want[i].data(), b);
+        outs.push_back({&ws[i], got[i].data(), b});
+      }
+      w4_matmul_multi(outs.data(), (int)outs.size(), x.data(), M);
+      for (size_t i = 0; i < set.size(); ++i)
+        if (set[i].K == K)
+          ASSERT_EQ(0, std::memcmp(want[i].data(), got[i].data(), want[i].size() * sizeof(float)))
+              << "set K=" << K << " matrix " << i << " M=" << M;
+      w4_set_decode_max_m(64);
+    }
+  }
+}
+
 // The AVX2 I8 kernel performs the scalar integer reference's fp32 operations in its order (exact
 // int32 block dots, then mul/add per block and per group), so it equals it bit for bit on any data.
 TEST_F(W4MatmulI8, Avx2EqualsScalarBitExact) {

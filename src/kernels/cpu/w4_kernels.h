@@ -36,6 +36,10 @@ struct W4DecodeArgs {
 // zeros), amax = max |x|, d = amax / 127, id = 127 / amax (both 0 when amax == 0),
 // q = round_to_nearest_even(x * id). Shared by every ISA.
 void w4_quantize_x_row(const W4Matrix& w, const float* x, int8_t* xq, float* xd, float* xqs);
+// The same, bit for bit, with AVX-512 (16 values per instruction instead of 4); only call when
+// the host has the AVX-512 set. w4_quantize_x_row uses it when it does.
+void w4_quantize_x_row_avx512(const W4Matrix& w, const float* x, int8_t* xq, float* xd, float* xqs);
+void w4_quantize_x_row_sse2(const W4Matrix& w, const float* x, int8_t* xq, float* xd, float* xqs);
 
 // y rows for output tiles [tile_begin, tile_end) (rows 8*tile_begin ..). Single-threaded; the
 // driver splits tiles across threads.
