@@ -64,23 +64,29 @@ Expected<Q8Matrix> quantize(int N, int K, RowToF32 row_to_f32) {
   m.N = N;
   m.K = K;
   m.k_padded = (K + Q8Matrix::kBlock - 1) / Q8Matrix::kBlock * Q8Matrix::kBlock;
-  m.q.assign((size_t)N * m.k_padded, 0);
-  m.d.assign((size_t)N * m.n_blk(), 0);
+  const int nb = m.n_blk();
+  m.q.assign((size_t)m.n_tiles() * Q8Matrix::kTile * m.k_padded, 0);  // padding rows stay 0
+  m.d.assign((size_t)m.n_tiles() * Q8Matrix::kTile * nb, 0);
   int bad_n = -1, bad_k = -1;
   RowStatus bad = RowStatus::Ok;
 #pragma omp parallel
   {
     std::vector<float> buf(K);
+    std::vector<int8_t> rq(m.k_padded);
+    std::vector<uint16_t> rd(nb);
 #pragma omp for schedule(static)
     for (int n = 0; n < N; ++n) {
       row_to_f32(n, buf.data());
       int k = -1;
-      const RowStatus rs = quantize_w_row(buf.data(), K, m.q.data() + (size_t)n * m.k_padded,
-                                          m.d.data() + (size_t)n * m.n_blk(), &k);
+      const RowStatus rs = quantize_w_row(buf.data(), K, rq.data(), rd.data(), &k);
       if (rs != RowStatus::Ok) {
 #pragma omp critical
         if (bad_n < 0 || n < bad_n) bad_n = n, bad_k = k, bad = rs;
+        continue;
       }
+      // into the tiled layout (rows of one tile are written by one thread each: disjoint bytes)
+      for (int kk = 0; kk < m.k_padded; ++kk) m.q[m.q_index(n, kk)] = rq[kk];
+      for (int b = 0; b < nb; ++b) m.d[m.d_index(n, b)] = rd[b];
     }
   }
   if (bad == RowStatus::NonFinite)
@@ -113,8 +119,7 @@ Expected<Q8Matrix> q8_from_f16(const uint16_t* w, int N, int K) {
 void q8_dequantize(const Q8Matrix& w, float* out) {
   for (int n = 0; n < w.N; ++n)
     for (int k = 0; k < w.K; ++k)
-      out[(size_t)n * w.K + k] = fp16_to_f32(w.d[(size_t)n * w.n_blk() + k / Q8Matrix::kBlock]) *
-                                 w.q[(size_t)n * w.k_padded + k];
+      out[(size_t)n * w.K + k] = fp16_to_f32(w.scale(n, k / Q8Matrix::kBlock)) * w.code(n, k);
 }
 
 namespace detail {
@@ -142,7 +147,8 @@ void q8_matmul_with(Q8RowsFn fn, const Q8Matrix& w, const float* x, int M, float
                       sc.xd.data() + (size_t)m * nb);
   const int8_t* xq = sc.xq.data();
   const float* xd = sc.xd.data();
-  constexpr int kChunk = 256;  // rows per task: 256 x (K + K/16) bytes (156 KiB at K = 576)
+  constexpr int kChunk = 256;  // rows per task (16 tiles): 256 x (K + K/16) bytes (156 KiB at K = 576)
+  static_assert(kChunk % Q8Matrix::kTile == 0);
   const int n_chunks = (w.N + kChunk - 1) / kChunk;
   parallel_chunks(n_chunks, omp_get_max_threads(), [&](int c) {
     fn(w, xq, xd, M, c * kChunk, std::min(w.N, (c + 1) * kChunk), y, w.N);

@@ -10,8 +10,6 @@ void q8_rows_scalar(const Q8Matrix& w, const int8_t* xq, const float* xd, int M,
                     float* y, int ldy) {
   const int Kp = w.k_padded, nb = w.n_blk();
   for (int n = n0; n < n1; ++n) {
-    const int8_t* wq = w.q.data() + (size_t)n * Kp;
-    const uint16_t* wd = w.d.data() + (size_t)n * nb;
     for (int m = 0; m < M; ++m) {
       const int8_t* xr = xq + (size_t)m * Kp;
       float acc = 0.0f;
@@ -19,9 +17,9 @@ void q8_rows_scalar(const Q8Matrix& w, const int8_t* xq, const float* xd, int M,
         int32_t dot = 0;
         for (int i = 0; i < Q8Matrix::kBlock; ++i) {
           const int k = b * Q8Matrix::kBlock + i;
-          dot += (int32_t)wq[k] * xr[k];
+          dot += (int32_t)w.code(n, k) * xr[k];
         }
-        acc += (fp16_to_f32(wd[b]) * xd[(size_t)m * nb + b]) * (float)dot;
+        acc += (fp16_to_f32(w.scale(n, b)) * xd[(size_t)m * nb + b]) * (float)dot;
       }
       y[(size_t)m * ldy + n] = acc;
     }
