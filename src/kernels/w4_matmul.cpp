@@ -63,6 +63,9 @@ struct DecodeScratch {
   Int8Vec xq;
 };
 
+// Tiles per claimed chunk of a decode call: ~8 chunks per thread, each a contiguous run of tiles.
+int decode_chunk_tiles(int n_tiles, int nt) { return std::max(1, n_tiles / (nt * 8)); }
+
 void run_decode(detail::W4DecodeFn fn, const W4Matrix& w, const detail::W4DecodeArgs& args,
                 int nt) {
   const int T = w.n_tiles();
@@ -73,7 +76,7 @@ void run_decode(detail::W4DecodeFn fn, const W4Matrix& w, const detail::W4Decode
   // Dynamic chunks (~8 per thread, each a contiguous run of tiles), claimed one by one: a thread
   // that is descheduled on a shared machine does not hold the others back, not even at the join
   // (core/chunk_pool.h).
-  const int chunk = std::max(1, T / (nt * 8));
+  const int chunk = decode_chunk_tiles(T, nt);
   const int n_chunks = (T + chunk - 1) / chunk;
   parallel_chunks(n_chunks, nt,
                   [&](int c) { fn(w, args, c * chunk, std::min(T, (c + 1) * chunk)); });
@@ -260,7 +263,7 @@ void w4_matmul_multi(const W4Out* outs, int n_outs, const float* x, int M) {
   }
   for (int i = 0; i < n_outs; ++i) {
     const int T = outs[i].w->n_tiles();
-    const int chunk = std::max(1, T / (nt * 8));
+    const int chunk = decode_chunk_tiles(T, nt);
     for (int t0 = 0; t0 < T; t0 += chunk) chunks.push_back({i, t0, std::min(T, t0 + chunk)});
   }
   const auto run = [&](int c) {

@@ -42,8 +42,6 @@ inline __m512i bcast4(const uint8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
-// Tile t (rows 16 t .. 16 t + rows) for MC rows of biased x (xu rows ldx bytes apart, xd rows
-// ldd scales apart); y points at y[m0][16 t].
 // negc[b] = -128 * (sum of each row's codes in block b) for every block of tile t: computed
 // once per tile, outside the rows' dot chains (which start from it).
 void tile_offsets(const Q8Matrix& w, int t, __m512i* negc) {
@@ -61,8 +59,10 @@ void tile_offsets(const Q8Matrix& w, int t, __m512i* negc) {
   }
 }
 
-// negc: the tile's offsets from tile_offsets, or null: then computed here per block, on a chain
-// of its own beside the rows' dots (cheaper when one pass over the tile serves only 1-7 rows).
+// Tile t (rows 16 t .. 16 t + rows) for MC rows of biased x (xu rows ldx bytes apart, xd rows
+// ldd scales apart); y points at y[m0][16 t]. kPre: start the dots from the tile's offsets
+// (tile_offsets); otherwise c is computed here per block, on a chain of its own beside the rows'
+// dots, and subtracted at the end (cheaper when one pass over the tile serves only 1-7 rows).
 template <int MC, bool kPre>
 void tile_mc(const Q8Matrix& w, int t, int rows, const __m512i* negc, const uint8_t* xu, int ldx,
              const float* xd, int ldd, float* y, int ldy) {
