@@ -7,15 +7,16 @@
 //    operands of vpdpbusd; the s8 operand is the block's activations broadcast to all four lanes
 //    (bytes 0..15 resp. 32..47 of the block in W4DecodeArgs::xq, read as stored). Two vpdpbusd
 //    per half and sub-block give 16 int32 lanes = 4 partial dots per row for 4 rows, summed in
-//    int32 over an activation block, then converted once: fin += dot * (d_j * s) with the 8
-//    fp16 scales expanded to the same lane pattern, fz -= (z * s) * xqs[g] per group (8 rows);
-//    one reduction per tile. Up to 4 rows of x share each weight load (32 registers).
-//    Integer contract = ref decode_i8_scalar (same int32 block dots; only the fp32 order
-//    differs).
+//    int32 over an activation block, folded in int32 to one dot per row (fold_ab), and two rows
+//    of x share one fp32 vector: acc += float(dot) * (d * s) per activation block,
+//    acc -= (z * s) * xqs[g] per group; one permute per row of x and tile. Up to 4 rows of x
+//    share each weight load (32 registers). Integer contract = ref decode_i8_scalar (same int32
+//    block dots; only the fp32 order differs).
 //  - F32 decode / dequant: a row's 16 bytes widen to 2 x 16 floats (k order) with vpmovzxbd.
 // GCC 12 reports -Wmaybe-uninitialized inside its own AVX-512 headers (the _mm512_undefined_*
 // pass-through operand of plain intrinsics such as _mm512_cvtepi32_ps; GCC bug 105593).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 
 #include "kernels/cpu/w4_decode_loop.h"
@@ -128,21 +129,6 @@ void decode_f32_avx512(const W4Matrix& w, const W4DecodeArgs& a, int tile_begin,
 }
 
 // ---- I8 decode (VNNI) ------------------------------------------------------------------------
-// Lane patterns of the two 64-byte halves of a sub-block: half A = pairs 0, 1 = rows
-// [0, 4, 1, 5] (one row per 128-bit lane, 4 int32 lanes each), half B = pairs 2, 3 = [2, 6, 3, 7].
-// Sums the 4 lanes of each row of fa (A pattern) and fb (B pattern): the 8 rows in order.
-inline __m256 reduce_ab(__m512 fa, __m512 fb) {
-  // per 128-bit lane L: [A0 A1 B0 B1] + [A2 A3 B2 B3]
-  const __m512 s = _mm512_add_ps(_mm512_shuffle_ps(fa, fb, _MM_SHUFFLE(1, 0, 1, 0)),
-                                 _mm512_shuffle_ps(fa, fb, _MM_SHUFFLE(3, 2, 3, 2)));
-  // per lane L: [a, b, a, b], a = row of A's lane L, b = row of B's lane L
-  const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(s, s, _MM_SHUFFLE(2, 0, 2, 0)),
-                                 _mm512_shuffle_ps(s, s, _MM_SHUFFLE(3, 1, 3, 1)));
-  // rows 0..7 = a0, a2, b0, b2, a1, a3, b1, b3  (element 4L = a of lane L, 4L + 1 = b)
-  const __m512i idx = _mm512_setr_epi32(0, 8, 1, 9, 4, 12, 5, 13, 0, 0, 0, 0, 0, 0, 0, 0);
-  return _mm512_castps512_ps256(_mm512_permutexvar_ps(idx, r));
-}
-
 // The two 64-byte halves of a sub-block, each from two aligned 32-byte loads: group blocks are
 // only 32-byte aligned (group stride = 128 * n_sub + 32), so in every other group a 64-byte load
 // would straddle two cache lines (measured: loadu ~5-10 % slower at M = 1, L2-resident weights, on a
@@ -175,37 +161,58 @@ inline void unpack_sub(const uint8_t* sub, __m512i low4, __m512i* lo_a, __m512i*
   *hi_b = _mm512_and_si512(_mm512_srli_epi16(vb, 4), low4);
 }
 
-// Tile t for MC (1..4) rows of x; fin[m] lane i = y[m0+m][8t+i] without bias.
-// The int32 dots run over a whole activation block (w.act_sub() sub-blocks), then one
-// conversion and one scale per block and half: fa += float(dot) * (d * s). For MC <= 2 the low
-// and high nibbles accumulate separately, so that each loop-carried chain is one vpdpbusd per
-// sub-block (latency, not throughput, bounds one or two rows of x); at MC 3-4 the registers
-// only allow one chain per half, and the rows' independent chains hide its latency.
-template <int MC>
+// The int32 dots of one activation block of one row of x, folded exactly: from the halves A
+// (lanes of 128-bit lane L: 4 partial dots of row a_L, a = 0, 4, 1, 5) and B (rows b_L = 2, 6,
+// 3, 7) to [a, a, b, b] per 128-bit lane, a and b the row's whole dot. Only unpack / shuffle /
+// add: on Zen 4 these run beside vpdpbusd, while every fp32 multiply or FMA takes a cycle from
+// it (measured: 16 vpdpbusd + 4 vmulps = 20.3 cycles, + 6 unpack/add = 16.2).
+inline __m512i fold_ab(__m512i da, __m512i db) {
+  const __m512i u = _mm512_add_epi32(_mm512_unpacklo_epi64(da, db), _mm512_unpackhi_epi64(da, db));
+  return _mm512_add_epi32(u, _mm512_shuffle_epi32(u, _MM_PERM_CDAB));
+}
+
+// Tile t for MC (1..4) rows of x; fin[m] lane i = y[m0+m][8t+i] without bias. NS: sub-blocks
+// per group when known at compile time (1..4: G = 32 .. 128, the loops unrolled and the rows
+// of x addressed from one running pointer), 0 for any (read from w).
+// The int32 dots run over a whole activation block (w.act_sub() sub-blocks), are folded to one
+// dot per row (fold_ab), and two rows of x m, m' share one fp32 vector: lanes [a_m, a_m', b_m,
+// b_m'] per 128-bit lane, converted once and scaled once by [d_m, d_m'] x s:
+// acc += float(dot) * (d * s); per group acc -= (z * s) * xqs. So an activation block costs one
+// multiply and one FMA per pair of rows of x (four per row when A and B were scaled apart). Each
+// lane is one row of x and one output row, computed alike whatever its partner (an odd row pairs
+// with itself), so a row's result does not depend on the rows around it.
+// For MC <= 2 the low and high nibbles accumulate separately, so that each loop-carried chain
+// is one vpdpbusd per sub-block (latency, not throughput, bounds one or two rows of x); at MC
+// 3-4 the registers only allow one chain per half, and the rows' independent chains hide its
+// latency.
+template <int MC, int NS>
 void decode_i8_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, __m256* fin) {
   constexpr bool kSplit = MC <= 2;
-  const int ab = w.act_sub(), na = w.n_act();
+  constexpr int NP = (MC + 1) / 2;  // pairs of rows of x
+  const int ns = NS ? NS : w.n_sub();
+  const int ab = NS ? (NS % 4 == 0 ? 4 : NS % 3 == 0 ? 3 : NS % 2 == 0 ? 2 : 1) : w.act_sub();
+  const int na = ns / ab;
   const __m512i low4 = _mm512_set1_epi8(0x0F);
-  const __m512i idx_a = _mm512_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4, 1, 1, 1, 1, 5, 5, 5, 5);
-  const __m512i idx_b = _mm512_setr_epi32(2, 2, 2, 2, 6, 6, 6, 6, 3, 3, 3, 3, 7, 7, 7, 7);
-  const int8_t* xq[MC];
-  const float* xd[MC];
-  const float* xqs[MC];
-  __m512 fa[MC], fb[MC];
-  __m256 fz[MC];
-  for (int m = 0; m < MC; ++m) {
-    xq[m] = a.xq + (size_t)(m0 + m) * a.ldxq;
-    xd[m] = a.xd + (size_t)(m0 + m) * a.ldxd;
-    xqs[m] = a.xqs + (size_t)(m0 + m) * w.n_groups;
-    fa[m] = fb[m] = _mm512_setzero_ps();
-    fz[m] = _mm256_setzero_ps();
-  }
-  for (int g = 0; g < w.n_groups; ++g) {
-    const uint8_t* blk = w.group_block(t, g);
-    __m256 s, zs;
-    group_factors(w.group_header(t, g), &s, &zs);
-    const __m512 s_a = _mm512_permutexvar_ps(idx_a, _mm512_castps256_ps512(s));
-    const __m512 s_b = _mm512_permutexvar_ps(idx_b, _mm512_castps256_ps512(s));
+  // lane pattern of a pair: s[a_L], s[a_L], s[b_L], s[b_L] per 128-bit lane L
+  const __m512i idx_pat = _mm512_setr_epi32(0, 0, 2, 2, 4, 4, 6, 6, 1, 1, 3, 3, 5, 5, 7, 7);
+  constexpr __mmask16 kOdd = 0xAAAA;  // the lanes of the second row of a pair
+  const size_t lq = a.ldxq, ld = a.ldxd, ls = w.n_groups;
+  const int8_t* xp = a.xq + (size_t)m0 * lq;  // sub-block 0 of group g of row m0
+  const float* dp = a.xd + (size_t)m0 * ld;    // activation block 0 of group g of row m0
+  const float* sp = a.xqs + (size_t)m0 * ls;   // group g of row m0
+  const uint8_t* blk = w.group_block(t, 0);
+  const size_t gstride = w.group_stride();
+  // the second row of pair p (itself when MC is odd and p is the last pair)
+  const auto second = [](int p) { return 2 * p + 1 < MC ? 2 * p + 1 : 2 * p; };
+  __m512 acc[NP];
+  for (int p = 0; p < NP; ++p) acc[p] = _mm512_setzero_ps();
+  for (int g = 0; g < w.n_groups; ++g, blk += gstride, xp += ns * 64, dp += na, ++sp) {
+    __m256 s8, zs8;
+    group_factors(reinterpret_cast<const W4GroupHeader*>(blk + (size_t)ns * W4Matrix::kSubBytes),
+                  &s8, &zs8);
+    const __m512 s = _mm512_permutexvar_ps(idx_pat, _mm512_castps256_ps512(s8));
+    const __m512 zs = _mm512_permutexvar_ps(idx_pat, _mm512_castps256_ps512(zs8));
+#pragma GCC unroll 4
     for (int j = 0; j < na; ++j) {
       __m512i dot_a[MC], dot_b[MC], dot_a2[kSplit ? MC : 1], dot_b2[kSplit ? MC : 1];
 #pragma GCC unroll 4
@@ -213,14 +220,14 @@ void decode_i8_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, __m
         dot_a[m] = dot_b[m] = _mm512_setzero_si512();
         if constexpr (kSplit) dot_a2[m] = dot_b2[m] = _mm512_setzero_si512();
       }
-      int b = j * ab;
-      do {
-        const int gb = g * w.n_sub() + b;  // sub-block index within the row of x
+#pragma GCC unroll 4
+      for (int bb = 0; bb < ab; ++bb) {
+        const int b = j * ab + bb;
         __m512i lo_a, hi_a, lo_b, hi_b;
         unpack_sub(blk + (size_t)b * W4Matrix::kSubBytes, low4, &lo_a, &hi_a, &lo_b, &hi_b);
 #pragma GCC unroll 4
         for (int m = 0; m < MC; ++m) {
-          const int8_t* xb = xq[m] + (size_t)gb * 64;
+          const int8_t* xb = xp + m * lq + b * 64;
           // q[0..15] and q[16..31] of the block in every 128-bit lane.
           const __m512i x_lo =
               _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(xb)));
@@ -237,7 +244,8 @@ void decode_i8_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, __m
             dot_b[m] = dpbusd_acc(dpbusd_acc(dot_b[m], lo_b, x_lo), hi_b, x_hi);
           }
         }
-      } while (++b < (j + 1) * ab);
+      }
+      __m512i dot[MC];
 #pragma GCC unroll 4
       for (int m = 0; m < MC; ++m) {
         __m512i da = dot_a[m], db = dot_b[m];
@@ -245,23 +253,47 @@ void decode_i8_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, __m
           da = _mm512_add_epi32(da, dot_a2[m]);
           db = _mm512_add_epi32(db, dot_b2[m]);
         }
-        const __m512 d = _mm512_set1_ps(xd[m][g * na + j]);
-        fa[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(da), _mm512_mul_ps(d, s_a), fa[m]);
-        fb[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(db), _mm512_mul_ps(d, s_b), fb[m]);
+        dot[m] = fold_ab(da, db);
+      }
+#pragma GCC unroll 4
+      for (int p = 0; p < NP; ++p) {
+        const int m = 2 * p, m2 = second(p);
+        const __m512 d = _mm512_mask_blend_ps(kOdd, _mm512_set1_ps(dp[m * ld + j]),
+                                              _mm512_set1_ps(dp[m2 * ld + j]));
+        const __m512i dd = _mm512_mask_blend_epi32(kOdd, dot[m], dot[m2]);
+        acc[p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dd), _mm512_mul_ps(d, s), acc[p]);
       }
     }
 #pragma GCC unroll 4
-    for (int m = 0; m < MC; ++m)
-      fz[m] = _mm256_fnmadd_ps(zs, _mm256_broadcast_ss(xqs[m] + g), fz[m]);
+    for (int p = 0; p < NP; ++p) {
+      const __m512 xs = _mm512_mask_blend_ps(kOdd, _mm512_set1_ps(sp[2 * p * ls]),
+                                             _mm512_set1_ps(sp[second(p) * ls]));
+      acc[p] = _mm512_fnmadd_ps(zs, xs, acc[p]);
+    }
   }
+  // rows 0..7 of the first row of a pair: lanes 0 (a_0), 8 (a_2), 2 (b_0), 10 (b_2), 4, 12, 6, 14
+  const __m512i idx0 = _mm512_setr_epi32(0, 8, 2, 10, 4, 12, 6, 14, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i idx1 = _mm512_add_epi32(idx0, _mm512_set1_epi32(1));
 #pragma GCC unroll 4
-  for (int m = 0; m < MC; ++m) fin[m] = _mm256_add_ps(reduce_ab(fa[m], fb[m]), fz[m]);
+  for (int m = 0; m < MC; ++m)
+    fin[m] = _mm512_castps512_ps256(_mm512_permutexvar_ps(m % 2 ? idx1 : idx0, acc[m / 2]));
+}
+
+template <int NS>
+void decode_i8_ns(const W4Matrix& w, const W4DecodeArgs& a, int tile_begin, int tile_end) {
+  w4_decode_loop<4>(a, tile_begin, tile_end, [&](auto mc, int t, int m0, __m256* fin) {
+    decode_i8_tile<decltype(mc)::value, NS>(w, a, t, m0, fin);
+  });
 }
 
 void decode_i8_avx512(const W4Matrix& w, const W4DecodeArgs& a, int tile_begin, int tile_end) {
-  w4_decode_loop<4>(a, tile_begin, tile_end, [&](auto mc, int t, int m0, __m256* fin) {
-    decode_i8_tile<decltype(mc)::value>(w, a, t, m0, fin);
-  });
+  switch (w.n_sub()) {
+    case 1: return decode_i8_ns<1>(w, a, tile_begin, tile_end);
+    case 2: return decode_i8_ns<2>(w, a, tile_begin, tile_end);
+    case 3: return decode_i8_ns<3>(w, a, tile_begin, tile_end);
+    case 4: return decode_i8_ns<4>(w, a, tile_begin, tile_end);
+    default: return decode_i8_ns<0>(w, a, tile_begin, tile_end);
+  }
 }
 
 // ---- Dequantization --------------------------------------------------------------------------
