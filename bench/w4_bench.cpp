@@ -113,7 +113,8 @@ int main(int argc, char** argv) {
       for (Isa isa : awq::w4_available_isas()) {
         if (isa == Isa::Scalar && (M > 16 || s.K * s.N > 1 << 20)) continue;  // too slow to matter
         for (awq::W4Decode mode : {awq::W4Decode::F32, awq::W4Decode::I8}) {
-          if (mode == awq::W4Decode::I8 && M > 32) continue;  // prefill: identical to w4/
+          // prefill (identical to w4/) unless AWQ_DECODE_MAX_M moves the split, as awq serve does
+          if (mode == awq::W4Decode::I8 && M > 32 && !std::getenv("AWQ_DECODE_MAX_M")) continue;
           const std::string name =
               (mode == awq::W4Decode::I8 ? "w4i8/" : "w4/") + std::string(awq::isa_name(isa));
           benchmark::RegisterBenchmark((name + "/" + shape).c_str(), bm_w4, isa, mode, s.K, s.N, M,

@@ -9,7 +9,7 @@
 //    per half and sub-block give 16 int32 lanes = 4 partial dots per row for 4 rows, summed in
 //    int32 over an activation block, folded in int32 to one dot per row (fold_ab), and two rows
 //    of x share one fp32 vector: acc += float(dot) * (d * s) per activation block,
-//    acc -= (z * s) * xqs[g] per group; one permute per row of x and tile. Up to 4 rows of x
+//    acc -= (z * s) * xqs[g] per group; one permute per row of x and tile. Up to 6 rows of x
 //    share each weight load (32 registers). Integer contract = ref decode_i8_scalar (same int32
 //    block dots; only the fp32 order differs).
 //  - F32 decode / dequant: a row's 16 bytes widen to 2 x 16 floats (k order) with vpmovzxbd.
@@ -171,7 +171,7 @@ inline __m512i fold_ab(__m512i da, __m512i db) {
   return _mm512_add_epi32(u, _mm512_shuffle_epi32(u, _MM_PERM_CDAB));
 }
 
-// Tile t for MC (1..4) rows of x; fin[m] lane i = y[m0+m][8t+i] without bias. NS: sub-blocks
+// Tile t for MC (1..6) rows of x; fin[m] lane i = y[m0+m][8t+i] without bias. NS: sub-blocks
 // per group when known at compile time (1..4: G = 32 .. 128, the loops unrolled and the rows
 // of x addressed from one running pointer), 0 for any (read from w).
 // The int32 dots run over a whole activation block (w.act_sub() sub-blocks), are folded to one
@@ -182,9 +182,10 @@ inline __m512i fold_ab(__m512i da, __m512i db) {
 // lane is one row of x and one output row, computed alike whatever its partner (an odd row pairs
 // with itself), so a row's result does not depend on the rows around it.
 // For MC <= 2 the low and high nibbles accumulate separately, so that each loop-carried chain
-// is one vpdpbusd per sub-block (latency, not throughput, bounds one or two rows of x); at MC
-// 3-4 the registers only allow one chain per half, and the rows' independent chains hide its
-// latency.
+// is one vpdpbusd per sub-block (latency, not throughput, bounds one or two rows of x); from
+// MC 3 on the registers only allow one chain per half, and the rows' independent chains hide its
+// latency. Six rows (12 int32 + 3 fp32 accumulators) measured ~2 % faster than four at M = 32
+// (w4_bench, one thread, best of 8); eight would spill.
 template <int MC, int NS>
 void decode_i8_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, __m256* fin) {
   constexpr bool kSplit = MC <= 2;
@@ -212,20 +213,20 @@ void decode_i8_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, __m
                   &s8, &zs8);
     const __m512 s = _mm512_permutexvar_ps(idx_pat, _mm512_castps256_ps512(s8));
     const __m512 zs = _mm512_permutexvar_ps(idx_pat, _mm512_castps256_ps512(zs8));
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int j = 0; j < na; ++j) {
       __m512i dot_a[MC], dot_b[MC], dot_a2[kSplit ? MC : 1], dot_b2[kSplit ? MC : 1];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int m = 0; m < MC; ++m) {
         dot_a[m] = dot_b[m] = _mm512_setzero_si512();
         if constexpr (kSplit) dot_a2[m] = dot_b2[m] = _mm512_setzero_si512();
       }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int bb = 0; bb < ab; ++bb) {
         const int b = j * ab + bb;
         __m512i lo_a, hi_a, lo_b, hi_b;
         unpack_sub(blk + (size_t)b * W4Matrix::kSubBytes, low4, &lo_a, &hi_a, &lo_b, &hi_b);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int m = 0; m < MC; ++m) {
           const int8_t* xb = xp + m * lq + b * 64;
           // q[0..15] and q[16..31] of the block in every 128-bit lane.
@@ -246,7 +247,7 @@ void decode_i8_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, __m
         }
       }
       __m512i dot[MC];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int m = 0; m < MC; ++m) {
         __m512i da = dot_a[m], db = dot_b[m];
         if constexpr (kSplit) {
@@ -255,7 +256,7 @@ void decode_i8_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, __m
         }
         dot[m] = fold_ab(da, db);
       }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int p = 0; p < NP; ++p) {
         const int m = 2 * p, m2 = second(p);
         const __m512 d = _mm512_mask_blend_ps(kOdd, _mm512_set1_ps(dp[m * ld + j]),
@@ -264,7 +265,7 @@ void decode_i8_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, __m
         acc[p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dd), _mm512_mul_ps(d, s), acc[p]);
       }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int p = 0; p < NP; ++p) {
       const __m512 xs = _mm512_mask_blend_ps(kOdd, _mm512_set1_ps(sp[2 * p * ls]),
                                              _mm512_set1_ps(sp[second(p) * ls]));
@@ -274,14 +275,14 @@ void decode_i8_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, __m
   // rows 0..7 of the first row of a pair: lanes 0 (a_0), 8 (a_2), 2 (b_0), 10 (b_2), 4, 12, 6, 14
   const __m512i idx0 = _mm512_setr_epi32(0, 8, 2, 10, 4, 12, 6, 14, 0, 0, 0, 0, 0, 0, 0, 0);
   const __m512i idx1 = _mm512_add_epi32(idx0, _mm512_set1_epi32(1));
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int m = 0; m < MC; ++m)
     fin[m] = _mm512_castps512_ps256(_mm512_permutexvar_ps(m % 2 ? idx1 : idx0, acc[m / 2]));
 }
 
 template <int NS>
 void decode_i8_ns(const W4Matrix& w, const W4DecodeArgs& a, int tile_begin, int tile_end) {
-  w4_decode_loop<4>(a, tile_begin, tile_end, [&](auto mc, int t, int m0, __m256* fin) {
+  w4_decode_loop<6>(a, tile_begin, tile_end, [&](auto mc, int t, int m0, __m256* fin) {
     decode_i8_tile<decltype(mc)::value, NS>(w, a, t, m0, fin);
   });
 }

@@ -14,7 +14,7 @@ namespace awq::detail {
 
 template <int MaxMC, class Tile>
 inline void w4_decode_loop(const W4DecodeArgs& a, int tile_begin, int tile_end, Tile&& tile) {
-  static_assert(MaxMC >= 1 && MaxMC <= 4);
+  static_assert(MaxMC >= 1 && MaxMC <= 6);
   using std::integral_constant;
   for (int t = tile_begin; t < tile_end; ++t) {
     const __m256 bias = a.bias ? _mm256_loadu_ps(a.bias + 8 * t) : _mm256_setzero_ps();
@@ -22,6 +22,8 @@ inline void w4_decode_loop(const W4DecodeArgs& a, int tile_begin, int tile_end, 
       __m256 fin[MaxMC];
       // (no std::min: a shared template instance could be emitted with this TU's ISA flags)
       const int mc = a.M - m0 < MaxMC ? a.M - m0 : MaxMC;
+      if constexpr (MaxMC >= 6) if (mc == 6) tile(integral_constant<int, 6>{}, t, m0, fin);
+      if constexpr (MaxMC >= 5) if (mc == 5) tile(integral_constant<int, 5>{}, t, m0, fin);
       if constexpr (MaxMC >= 4) if (mc == 4) tile(integral_constant<int, 4>{}, t, m0, fin);
       if constexpr (MaxMC >= 3) if (mc == 3) tile(integral_constant<int, 3>{}, t, m0, fin);
       if constexpr (MaxMC >= 2) if (mc == 2) tile(integral_constant<int, 2>{}, t, m0, fin);
