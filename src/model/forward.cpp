@@ -74,8 +74,17 @@ void rms_norm(const float* x, const float* w, int64_t n_tok, int dim, float eps,
   for (int64_t t = 0; t < n_tok; ++t) {
     const float* xr = x + t * dim;
     float* yr = y + t * dim;
-    float ss = 0.0f;
-    for (int i = 0; i < dim; ++i) ss += xr[i] * xr[i];
+    // Sum of squares in 16 interleaved partial sums, added pairwise: the compiler vectorizes
+    // it (one sequential chain of 576 dependent adds was ~2 % of a serve profile at 32
+    // streams); the same order for every row and batch.
+    float part[16] = {};
+    int i = 0;
+    for (; i + 16 <= dim; i += 16)
+      for (int j = 0; j < 16; ++j) part[j] += xr[i + j] * xr[i + j];
+    for (; i < dim; ++i) part[i % 16] += xr[i] * xr[i];
+    for (int h = 8; h >= 1; h /= 2)
+      for (int j = 0; j < h; ++j) part[j] += part[j + h];
+    const float ss = part[0];
     const float inv = 1.0f / std::sqrt(ss / (float)dim + eps);
     for (int i = 0; i < dim; ++i) yr[i] = w[i] * (xr[i] * inv);
   }
