@@ -118,11 +118,12 @@ void decode_f32(const detail::W4Kernels& kern, const W4Matrix& w, const float* x
 
 // x quantized for the I8 kernels of matrices shaped like w (K, group size); rows split across
 // the threads when there are enough of them (each row's result is the same either way).
-detail::W4DecodeArgs quantize_x_i8(const W4Matrix& w, const float* x, int M) {
+detail::W4DecodeArgs quantize_x_i8(Isa isa, const W4Matrix& w, const float* x, int M) {
   thread_local DecodeScratch sc;
   const int n_blk = w.k_padded() / W4Matrix::kSubK;
   const int n_act = w.n_groups * w.n_act();
-  const size_t ldxq = (size_t)64 * n_blk;
+  const int sub_bytes = detail::xq_sub_bytes(isa);
+  const size_t ldxq = (size_t)sub_bytes * n_blk;
   sc.xq.resize((size_t)M * ldxq);
   sc.xd.resize((size_t)M * n_act);
   sc.xqs.resize((size_t)M * w.n_groups);
@@ -130,22 +131,24 @@ detail::W4DecodeArgs quantize_x_i8(const W4Matrix& w, const float* x, int M) {
   float *xd = sc.xd.data(), *xqs = sc.xqs.data();
   const auto row = [&](int m) {
     detail::w4_quantize_x_row(w, x + (size_t)m * w.K, xq + (size_t)m * ldxq, xd + (size_t)m * n_act,
-                              xqs + (size_t)m * w.n_groups);
+                              xqs + (size_t)m * w.n_groups, sub_bytes);
   };
-  constexpr int kRowsPerChunk = 4;  // ~2-6 us of work per chunk at K = 576..1536
-  if ((size_t)M * w.K >= 8192 && omp_get_max_threads() > 1)
-    parallel_chunks((M + kRowsPerChunk - 1) / kRowsPerChunk, omp_get_max_threads(), [&](int c) {
-      const int m1 = std::min(M, (c + 1) * kRowsPerChunk);
-      // The rows were mostly written by the other thread (norm, attention, SiLU): its cache
-      // holds them, and the quantizer stalled on each first load (a serve profile at 32 streams
-      // put 40 % of its samples there). Ask for the chunk's rows before the first is read.
-      for (int m = c * kRowsPerChunk; m < m1; ++m)
+  // Rows split in contiguous halves (OpenMP static), as the norms and SiLU that write x split
+  // them: each thread then mostly quantizes rows it wrote itself, still in its own cache (with
+  // chunks claimed dynamically, half the rows came from the other core and the quantizer's
+  // first loads stalled: ~40 % of its samples in a serve profile at 32 streams). The next row
+  // is prefetched while one is quantized.
+  if ((size_t)M * w.K >= 8192 && omp_get_max_threads() > 1) {
+#pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; ++m) {
+      if (m + 1 < M)
         for (int k = 0; k < w.K; k += 16)
-          _mm_prefetch(reinterpret_cast<const char*>(x + (size_t)m * w.K + k), _MM_HINT_T1);
-      for (int m = c * kRowsPerChunk; m < m1; ++m) row(m);
-    });
-  else
+          _mm_prefetch(reinterpret_cast<const char*>(x + (size_t)(m + 1) * w.K + k), _MM_HINT_T0);
+      row(m);
+    }
+  } else {
     for (int m = 0; m < M; ++m) row(m);
+  }
   detail::W4DecodeArgs args{};
   args.M = M;
   args.xq = xq;
@@ -158,7 +161,7 @@ detail::W4DecodeArgs quantize_x_i8(const W4Matrix& w, const float* x, int M) {
 
 void decode_i8(const detail::W4Kernels& kern, const W4Matrix& w, const float* x, int M, float* y,
                const float* bias) {
-  detail::W4DecodeArgs args = quantize_x_i8(w, x, M);
+  detail::W4DecodeArgs args = quantize_x_i8(kern.isa, w, x, M);
   args.y = y;
   args.ldy = w.N;
   args.bias = bias;
@@ -248,7 +251,7 @@ void w4_matmul_multi(const W4Out* outs, int n_outs, const float* x, int M) {
     return;
   }
   const detail::W4Kernels& kern = detail::w4_kernels(w4_active_isa());
-  const detail::W4DecodeArgs base = quantize_x_i8(*outs[0].w, x, M);
+  const detail::W4DecodeArgs base = quantize_x_i8(kern.isa, *outs[0].w, x, M);
   // Chunks as run_decode cuts each matrix (a contiguous run of its tiles), all in one list.
   struct Chunk {
     int out, t0, t1;
@@ -307,15 +310,17 @@ W4Decode w4_resolve_decode(const char* requested, std::string* warning) {
   return kDefault;
 }
 
-void w4_quantize_x_row(const W4Matrix& w, const float* x, int8_t* xq, float* xd, float* xqs) {
+void w4_quantize_x_row(const W4Matrix& w, const float* x, int8_t* xq, float* xd, float* xqs,
+                       int sub_bytes) {
   static const bool avx512 = w4_isa_available(Isa::Avx512);
   if (avx512)
-    w4_quantize_x_row_avx512(w, x, xq, xd, xqs);
+    w4_quantize_x_row_avx512(w, x, xq, xd, xqs, sub_bytes);
   else
-    w4_quantize_x_row_sse2(w, x, xq, xd, xqs);
+    w4_quantize_x_row_sse2(w, x, xq, xd, xqs, sub_bytes);
 }
 
-void w4_quantize_x_row_sse2(const W4Matrix& w, const float* x, int8_t* xq, float* xd, float* xqs) {
+void w4_quantize_x_row_sse2(const W4Matrix& w, const float* x, int8_t* xq, float* xd, float* xqs,
+                            int sub_bytes) {
   const int G = w.group_size, nb = w.n_sub(), ab = w.act_sub(), na = w.n_act();
   const int n = 32 * ab;  // values per activation block
   const __m128 sign = _mm_set1_ps(-0.0f);
@@ -348,11 +353,16 @@ void w4_quantize_x_row_sse2(const W4Matrix& w, const float* x, int8_t* xq, float
             _mm_packs_epi16(_mm_packs_epi32(qi[0], qi[1]), _mm_packs_epi32(qi[2], qi[3]));
         const __m128i hi =
             _mm_packs_epi16(_mm_packs_epi32(qi[4], qi[5]), _mm_packs_epi32(qi[6], qi[7]));
-        int8_t* dst = xq + (size_t)(g * nb + j * ab + sb) * 64;
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), lo);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 16), lo);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 32), hi);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 48), hi);
+        int8_t* dst = xq + (size_t)(g * nb + j * ab + sb) * sub_bytes;
+        if (sub_bytes == 32) {
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), lo);
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 16), hi);
+        } else {
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), lo);
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 16), lo);
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 32), hi);
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 48), hi);
+        }
       }
       sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, _MM_SHUFFLE(1, 0, 3, 2)));
       sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, _MM_SHUFFLE(2, 3, 0, 1)));

@@ -449,16 +449,18 @@ TEST(W4QuantizeX, Avx512EqualsSse2BitExact) {
   for (const Shape sh : {Shape{576, 64}, {1536, 128}, {96, 96}, {160, 160}, {224, 32}, {208, 208},
                          {384, 128}, {72, 72}}) {
     const W4Matrix w = make_w4(random_codes(sh.K, 8, sh.G, 77 + (uint32_t)sh.K, false));
-    const int n_act = w.n_groups * w.n_act(), ldxq = 64 * (w.k_padded() / 32);
-    for (int variant = 0; variant < 4; ++variant) {
+    const int n_act = w.n_groups * w.n_act();
+    for (int variant = 0; variant < 8; ++variant) {
+      const int sub_bytes = variant < 4 ? 64 : 32;  // duplicated (AVX2) and compact (AVX-512)
+      const int ldxq = sub_bytes * (w.k_padded() / 32);
       std::vector<float> x = random_x(sh.K, 500 + (uint32_t)variant, false);
-      if (variant == 1) std::fill(x.begin(), x.begin() + std::min(sh.K, 2 * sh.G), 0.0f);
-      if (variant == 2) for (size_t i = 0; i < x.size(); i += 7) x[i] *= 3e5f;
-      if (variant == 3) for (float& v : x) v *= 1e-30f;
+      if (variant % 4 == 1) std::fill(x.begin(), x.begin() + std::min(sh.K, 2 * sh.G), 0.0f);
+      if (variant % 4 == 2) for (size_t i = 0; i < x.size(); i += 7) x[i] *= 3e5f;
+      if (variant % 4 == 3) for (float& v : x) v *= 1e-30f;
       std::vector<int8_t> qa(ldxq, 1), qb(ldxq, 2);
       std::vector<float> da(n_act, 1), db(n_act, 2), sa(w.n_groups, 1), sb(w.n_groups, 2);
-      detail::w4_quantize_x_row_sse2(w, x.data(), qa.data(), da.data(), sa.data());
-      detail::w4_quantize_x_row_avx512(w, x.data(), qb.data(), db.data(), sb.data());
+      detail::w4_quantize_x_row_sse2(w, x.data(), qa.data(), da.data(), sa.data(), sub_bytes);
+      detail::w4_quantize_x_row_avx512(w, x.data(), qb.data(), db.data(), sb.data(), sub_bytes);
       EXPECT_EQ(qa, qb) << "K=" << sh.K << " G=" << sh.G << " variant " << variant;
       EXPECT_EQ(0, std::memcmp(da.data(), db.data(), da.size() * sizeof(float)));
       EXPECT_EQ(0, std::memcmp(sa.data(), sb.data(), sa.size() * sizeof(float)));
@@ -503,10 +505,12 @@ TEST_F(W4MatmulI8, MultiEqualsSeparateCallsBitExact) {
         outs.push_back({&ws[i], got[i].data(), b});
       }
       w4_matmul_multi(outs.data(), (int)outs.size(), x.data(), M);
-      for (size_t i = 0; i < set.size(); ++i)
-        if (set[i].K == K)
+      for (size_t i = 0; i < set.size(); ++i) {
+        if (set[i].K == K) {
           ASSERT_EQ(0, std::memcmp(want[i].data(), got[i].data(), want[i].size() * sizeof(float)))
               << "set K=" << K << " matrix " << i << " M=" << M;
+        }
+      }
       w4_set_decode_max_m(64);
     }
   }

@@ -5,7 +5,7 @@
 //  - I8 decode (VNNI): a 64-byte half of a sub-block = two row pairs = 128 codes, its 128-bit
 //    lanes holding rows [p, p + 4, p + 1, p + 5]. (v & 0x0F) and (v >> 4 & 0x0F) are the u8
 //    operands of vpdpbusd; the s8 operand is the block's activations broadcast to all four lanes
-//    (bytes 0..15 resp. 32..47 of the block in W4DecodeArgs::xq, read as stored). Two vpdpbusd
+//    (bytes 0..15 resp. 16..31 of the block in the compact W4DecodeArgs::xq). Two vpdpbusd
 //    per half and sub-block give 16 int32 lanes = 4 partial dots per row for 4 rows, summed in
 //    int32 over an activation block, folded in int32 to one dot per row (fold_ab), and two rows
 //    of x share one fp32 vector: acc += float(dot) * (d * s) per activation block,
@@ -207,7 +207,7 @@ void decode_i8_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, __m
   const auto second = [](int p) { return 2 * p + 1 < MC ? 2 * p + 1 : 2 * p; };
   __m512 acc[NP];
   for (int p = 0; p < NP; ++p) acc[p] = _mm512_setzero_ps();
-  for (int g = 0; g < w.n_groups; ++g, blk += gstride, xp += ns * 64, dp += na, ++sp) {
+  for (int g = 0; g < w.n_groups; ++g, blk += gstride, xp += ns * 32, dp += na, ++sp) {
     __m256 s8, zs8;
     group_factors(reinterpret_cast<const W4GroupHeader*>(blk + (size_t)ns * W4Matrix::kSubBytes),
                   &s8, &zs8);
@@ -228,12 +228,12 @@ void decode_i8_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, __m
         unpack_sub(blk + (size_t)b * W4Matrix::kSubBytes, low4, &lo_a, &hi_a, &lo_b, &hi_b);
 #pragma GCC unroll 8
         for (int m = 0; m < MC; ++m) {
-          const int8_t* xb = xp + m * lq + b * 64;
+          const int8_t* xb = xp + m * lq + b * 32;  // compact xq (xq_sub_bytes)
           // q[0..15] and q[16..31] of the block in every 128-bit lane.
           const __m512i x_lo =
               _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(xb)));
           const __m512i x_hi =
-              _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(xb + 32)));
+              _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(xb + 16)));
           // u8 codes (0..15) x s8 activations (-127..127): |int32 lane| <= 4 * 8 * 15 * 127.
           if constexpr (kSplit) {
             dot_a[m] = dpbusd_acc(dot_a[m], lo_a, x_lo);

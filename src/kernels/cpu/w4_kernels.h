@@ -23,23 +23,33 @@ struct W4DecodeArgs {
   // I8 path: 32-value sub-blocks b (global index over the padded k, n_blk = w.k_padded() / 32),
   // quantized with one scale per activation block of w.act_sub() sub-blocks (index j over the
   // row, n_act_row = w.n_groups * w.n_act()).
-  const int8_t* xq;  // [M][n_blk][64]: per block, bytes 0..15 = q[0..15] and again at 16..31,
-                     //   bytes 32..47 = q[16..31] and again at 48..63 (128-bit lanes duplicated)
-  size_t ldxq;       // bytes per row of xq (= 64 * n_blk)
+  const int8_t* xq;  // [M][n_blk][xq_sub_bytes(isa)]: per block, duplicated (64 bytes: AVX2 and
+                     //   scalar, 128-bit lanes): bytes 0..15 = q[0..15] and again at 16..31,
+                     //   bytes 32..47 = q[16..31] and again at 48..63; compact (32 bytes:
+                     //   AVX-512, which broadcasts 16 bytes itself): q[0..31]
+  size_t ldxq;       // bytes per row of xq (= xq_sub_bytes(isa) * n_blk)
   const float* xd;   // [M][ldxd]: activation block scale d (x ~ d * q)
   int ldxd;          // = n_act_row
   const float* xqs;  // [M][w.n_groups]: sum over the group's activation blocks of d * sum(q)
 };
 
+// Bytes per 32-value sub-block of W4DecodeArgs::xq for the I8 kernel of an ISA. The AVX-512
+// kernel reads the compact layout: half the bytes to write, move between the cores and keep in
+// L1 (32 rows of x at K = 576: 18 KB instead of 37 KB).
+inline int xq_sub_bytes(Isa isa) { return isa == Isa::Avx512 ? 32 : 64; }
+
 // Quantizes one row of x (K values, groups of w.group_size, padded per group to w.group_len) to
-// the I8 operands above: per activation block (w.act_sub() x 32 values, padding included as
+// the I8 operands above (sub_bytes = 64 duplicated or 32 compact, see xq_sub_bytes): per activation block (w.act_sub() x 32 values, padding included as
 // zeros), amax = max |x|, d = amax / 127, id = 127 / amax (both 0 when amax == 0),
 // q = round_to_nearest_even(x * id). Shared by every ISA.
-void w4_quantize_x_row(const W4Matrix& w, const float* x, int8_t* xq, float* xd, float* xqs);
+void w4_quantize_x_row(const W4Matrix& w, const float* x, int8_t* xq, float* xd, float* xqs,
+                       int sub_bytes);
 // The same, bit for bit, with AVX-512 (16 values per instruction instead of 4); only call when
 // the host has the AVX-512 set. w4_quantize_x_row uses it when it does.
-void w4_quantize_x_row_avx512(const W4Matrix& w, const float* x, int8_t* xq, float* xd, float* xqs);
-void w4_quantize_x_row_sse2(const W4Matrix& w, const float* x, int8_t* xq, float* xd, float* xqs);
+void w4_quantize_x_row_avx512(const W4Matrix& w, const float* x, int8_t* xq, float* xd, float* xqs,
+                              int sub_bytes);
+void w4_quantize_x_row_sse2(const W4Matrix& w, const float* x, int8_t* xq, float* xd, float* xqs,
+                            int sub_bytes);
 
 // y rows for output tiles [tile_begin, tile_end) (rows 8*tile_begin ..). Single-threaded; the
 // driver splits tiles across threads.
