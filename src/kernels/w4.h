@@ -80,8 +80,8 @@ struct W4Matrix {
   int n_sub() const { return group_len / kSubK; }  // sub-blocks per group
   // Sub-blocks per activation block of the I8 decode path (one int8 scale per block): the
   // largest of 4, 3, 2, 1 that divides n_sub(), i.e. the whole group up to 128 values.
-  int act_sub() const {
-    const int nb = n_sub();
+  int act_sub() const { return act_sub_of(n_sub()); }
+  static constexpr int act_sub_of(int nb) {
     return nb % 4 == 0 ? 4 : nb % 3 == 0 ? 3 : nb % 2 == 0 ? 2 : 1;
   }
   int n_act() const { return n_sub() / act_sub(); }  // activation blocks per group

@@ -191,7 +191,7 @@ void decode_i8_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, __m
   constexpr bool kSplit = MC <= 2;
   constexpr int NP = (MC + 1) / 2;  // pairs of rows of x
   const int ns = NS ? NS : w.n_sub();
-  const int ab = NS ? (NS % 4 == 0 ? 4 : NS % 3 == 0 ? 3 : NS % 2 == 0 ? 2 : 1) : w.act_sub();
+  const int ab = NS ? W4Matrix::act_sub_of(NS) : w.act_sub();
   const int na = ns / ab;
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   // lane pattern of a pair: s[a_L], s[a_L], s[b_L], s[b_L] per 128-bit lane L
@@ -207,7 +207,8 @@ void decode_i8_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, __m
   const auto second = [](int p) { return 2 * p + 1 < MC ? 2 * p + 1 : 2 * p; };
   __m512 acc[NP];
   for (int p = 0; p < NP; ++p) acc[p] = _mm512_setzero_ps();
-  for (int g = 0; g < w.n_groups; ++g, blk += gstride, xp += ns * 32, dp += na, ++sp) {
+  constexpr int kXqSub = xq_sub_bytes(Isa::Avx512);  // compact xq: q[0..31] per sub-block
+  for (int g = 0; g < w.n_groups; ++g, blk += gstride, xp += ns * kXqSub, dp += na, ++sp) {
     __m256 s8, zs8;
     group_factors(reinterpret_cast<const W4GroupHeader*>(blk + (size_t)ns * W4Matrix::kSubBytes),
                   &s8, &zs8);
@@ -228,7 +229,7 @@ void decode_i8_tile(const W4Matrix& w, const W4DecodeArgs& a, int t, int m0, __m
         unpack_sub(blk + (size_t)b * W4Matrix::kSubBytes, low4, &lo_a, &hi_a, &lo_b, &hi_b);
 #pragma GCC unroll 8
         for (int m = 0; m < MC; ++m) {
-          const int8_t* xb = xp + m * lq + b * 32;  // compact xq (xq_sub_bytes)
+          const int8_t* xb = xp + m * lq + b * kXqSub;
           // q[0..15] and q[16..31] of the block in every 128-bit lane.
           const __m512i x_lo =
               _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(xb)));

@@ -36,12 +36,13 @@ struct W4DecodeArgs {
 // Bytes per 32-value sub-block of W4DecodeArgs::xq for the I8 kernel of an ISA. The AVX-512
 // kernel reads the compact layout: half the bytes to write, move between the cores and keep in
 // L1 (32 rows of x at K = 576: 18 KB instead of 37 KB).
-inline int xq_sub_bytes(Isa isa) { return isa == Isa::Avx512 ? 32 : 64; }
+constexpr int xq_sub_bytes(Isa isa) { return isa == Isa::Avx512 ? 32 : 64; }
 
 // Quantizes one row of x (K values, groups of w.group_size, padded per group to w.group_len) to
-// the I8 operands above (sub_bytes = 64 duplicated or 32 compact, see xq_sub_bytes): per activation block (w.act_sub() x 32 values, padding included as
-// zeros), amax = max |x|, d = amax / 127, id = 127 / amax (both 0 when amax == 0),
-// q = round_to_nearest_even(x * id). Shared by every ISA.
+// the I8 operands above (sub_bytes = 64 duplicated or 32 compact, see xq_sub_bytes): per
+// activation block (w.act_sub() x 32 values, padding included as zeros), amax = max |x|,
+// d = amax / 127, id = 127 / amax (both 0 when amax == 0), q = round_to_nearest_even(x * id).
+// Shared by every ISA.
 void w4_quantize_x_row(const W4Matrix& w, const float* x, int8_t* xq, float* xd, float* xqs,
                        int sub_bytes);
 // The same, bit for bit, with AVX-512 (16 values per instruction instead of 4); only call when
